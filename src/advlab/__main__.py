@@ -1,0 +1,5 @@
+"""``python -m advlab`` is the ``advlab`` command (torchrun-friendly)."""
+
+from advlab.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""``advlab list {models,datasets,recipes}``."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+
+from advlab.data import datasets
+from advlab.defenses.training import recipes
+from advlab.models import describe, models
+
+KINDS = ("models", "datasets", "recipes")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("list", help="list registered models, datasets or recipes")
+    p.add_argument("kind", choices=KINDS)
+    p.set_defaults(run=run)
+
+
+def _first_line(obj: object) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kind == "models":
+        rows = [(name, describe(name)) for name in models.names()]
+    elif args.kind == "datasets":
+        rows = [(name, _first_line(datasets.get(name))) for name in datasets.names()]
+    else:
+        rows = [(name, _first_line(recipes.get(name))) for name in recipes.names()]
+    width = max(len(name) for name, _ in rows)
+    for name, doc in rows:
+        print(f"{name:<{width}}  {doc}")
+    return 0
