@@ -206,6 +206,7 @@ def train(
                 logger.info("early stop: %s did not improve for %d epochs", monitor, stale)
                 result.stopped_early = True
                 break
+    opt.zero_grad(set_to_none=True)  # a trained model carries no stale gradients
     model.eval()
     return result
 

@@ -1,0 +1,51 @@
+"""Attacks (DESIGN §3): budget and minimum-norm base classes, norm strategies, losses, and the
+white-box algorithms, all registered in ``attacks``.
+
+    atk = advlab.attacks.build("pgd", norm="linf", eps=0.3, steps=40, step_size=0.01)
+    res = atk(clf, x, y)            # AttackResult: x_adv, success, norms, logits_adv, queries
+"""
+
+from typing import Any
+
+from advlab.attacks.base import Attack, BudgetAttack, MinNormAttack, attack_mode
+from advlab.attacks.norms import L0, L1, L2, Linf, LpNorm, get_norm
+from advlab.attacks.pgd import BIM, FGM, FGSM, ILLC, MIFGSM, PGD, NoiseFooling, RandFGSM
+from advlab.attacks.problem import Problem
+from advlab.attacks.registry import attacks
+from advlab.attacks.result import AttackResult
+
+
+def build(name: str, **kwargs: Any) -> Attack:
+    """Build a registered attack by name with keyword hyperparameters."""
+    return attacks.build(name, **kwargs)
+
+
+def names() -> list[str]:
+    return attacks.names()
+
+
+__all__ = [
+    "BIM",
+    "FGM",
+    "FGSM",
+    "ILLC",
+    "L0",
+    "L1",
+    "L2",
+    "MIFGSM",
+    "PGD",
+    "Attack",
+    "AttackResult",
+    "BudgetAttack",
+    "Linf",
+    "LpNorm",
+    "MinNormAttack",
+    "NoiseFooling",
+    "Problem",
+    "RandFGSM",
+    "attack_mode",
+    "attacks",
+    "build",
+    "get_norm",
+    "names",
+]
