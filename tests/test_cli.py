@@ -188,6 +188,10 @@ def test_demo_falls_back_to_digits_offline(
         "cpu",
     )
     assert code == 0, err
-    assert "lenet on digits: clean test accuracy" in out
-    acc = json.loads((tmp_path / "demo" / "lenet-digits" / "eval.json").read_text())["accuracy"]
-    assert acc >= 0.95
+    assert "lenet on digits: clean test error" in out and "FGSM eps=0.25" in out
+    folder = tmp_path / "demo" / "lenet-digits"
+    assert json.loads((folder / "eval.json").read_text())["accuracy"] >= 0.95
+    fgsm = json.loads((folder / "fgsm.json").read_text())
+    pgd = json.loads((folder / "pgd.json").read_text())
+    assert pgd["accuracy_under_attack"] <= fgsm["accuracy_under_attack"] + 0.02
+    assert (folder / "fgsm.png").stat().st_size > 1000

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import inspect
 
+from advlab.attacks import attacks
 from advlab.data import datasets
 from advlab.defenses.training import recipes
 from advlab.models import describe, models
 
-KINDS = ("models", "datasets", "recipes")
+KINDS = ("models", "datasets", "recipes", "attacks")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("list", help="list registered models, datasets or recipes")
+    p = sub.add_parser("list", help="list registered models, datasets, recipes or attacks")
     p.add_argument("kind", choices=KINDS)
     p.set_defaults(run=run)
 
@@ -28,8 +29,10 @@ def run(args: argparse.Namespace) -> int:
         rows = [(name, describe(name)) for name in models.names()]
     elif args.kind == "datasets":
         rows = [(name, _first_line(datasets.get(name))) for name in datasets.names()]
-    else:
+    elif args.kind == "recipes":
         rows = [(name, _first_line(recipes.get(name))) for name in recipes.names()]
+    else:
+        rows = [(name, _first_line(attacks.get(name))) for name in attacks.names()]
     width = max(len(name) for name, _ in rows)
     for name, doc in rows:
         print(f"{name:<{width}}  {doc}")

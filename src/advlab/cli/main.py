@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from advlab._version import __version__
-from advlab.cli import demo, evaluate, listing, train
+from advlab.cli import attack, demo, evaluate, listing, train
 from advlab.cli.common import CLIError, setup_logging
 
 
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (listing, train, evaluate, demo):
+    for module in (listing, train, evaluate, attack, demo):
         module.add_parser(sub)
     return p
 

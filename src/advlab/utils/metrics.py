@@ -24,3 +24,14 @@ def per_class_accuracy(confusion: Tensor) -> list[float | None]:
         (float(confusion[k, k]) / float(totals[k])) if totals[k] > 0 else None
         for k in range(confusion.shape[0])
     ]
+
+
+def perturbation_norms(delta: Tensor) -> dict[str, Tensor]:
+    """Per-sample L0 (changed features), L1, L2 and Linf sizes of ``delta (N, ...)``."""
+    flat = delta.detach().reshape(delta.shape[0], -1).float()
+    return {
+        "l0": (flat != 0).sum(1).float(),
+        "l1": flat.abs().sum(1),
+        "l2": flat.norm(dim=1),
+        "linf": flat.abs().amax(1) if flat.shape[1] else flat.new_zeros(flat.shape[0]),
+    }
