@@ -8,7 +8,11 @@ white-box algorithms, all registered in ``attacks``.
 import inspect
 from typing import Any
 
+from advlab.attacks.apgd import APGDCE, APGDDLR, APGDT
 from advlab.attacks.base import Attack, BudgetAttack, MinNormAttack, attack_mode
+from advlab.attacks.deepfool import DeepFool
+from advlab.attacks.fab import FAB, FABT
+from advlab.attacks.jsma import JSMA
 from advlab.attacks.norms import L0, L1, L2, Linf, LpNorm, get_norm
 from advlab.attacks.pgd import BIM, FGM, FGSM, ILLC, MIFGSM, PGD, NoiseFooling, RandFGSM
 from advlab.attacks.problem import Problem
@@ -35,10 +39,16 @@ def names() -> list[str]:
 
 
 __all__ = [
+    "APGDCE",
+    "APGDDLR",
+    "APGDT",
     "BIM",
+    "FAB",
+    "FABT",
     "FGM",
     "FGSM",
     "ILLC",
+    "JSMA",
     "L0",
     "L1",
     "L2",
@@ -47,6 +57,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "BudgetAttack",
+    "DeepFool",
     "Linf",
     "LpNorm",
     "MinNormAttack",
