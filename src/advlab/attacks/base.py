@@ -240,7 +240,7 @@ class BudgetAttack(Attack):
 
     def project(self, p: Problem, xa: Tensor, idx: Tensor) -> Tensor:
         """Closest point of the eps-ball around ``x[idx]``, then clamped into the bounds."""
-        x0 = p.x[idx]
+        x0 = p.rows(p.x, idx)
         return p.clip(x0 + self.lp.project(xa - x0, self.eps))
 
     def _attack(self, p: Problem) -> Tensor:

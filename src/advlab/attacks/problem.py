@@ -45,20 +45,31 @@ class Problem:
     def n(self) -> int:
         return int(self.x.shape[0])
 
+    def rows(self, t: Tensor, idx: Tensor) -> Tensor:
+        """``t[idx]``, without a copy when ``idx`` is ``self.all`` (the whole batch)."""
+        return t if idx is self.all else t[idx]
+
+    def count(self, counter: Tensor, idx: Tensor, k: int = 1) -> None:
+        if idx is self.all:
+            counter += k
+        else:
+            counter[idx] += k
+
     def labels(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
-        return self.y[idx], (self.target[idx] if self.target is not None else None)
+        t = self.rows(self.target, idx) if self.target is not None else None
+        return self.rows(self.y, idx), t
 
     def logits(self, xa: Tensor, idx: Tensor) -> Tensor:
         """Logits ``(len(idx), K)`` at ``xa``; counts one query per sample."""
-        self.queries[idx] += 1
+        self.count(self.queries, idx)
         with torch.no_grad():
             return self.model.logits(xa, check=False)
 
     def loss_grad(self, xa: Tensor, idx: Tensor, loss: LossFn) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample ``loss (len(idx),)``, its input gradient ``(len(idx), ...)`` and the logits,
         from one forward and one backward pass (counted)."""
-        self.queries[idx] += 1
-        self.gradients[idx] += 1
+        self.count(self.queries, idx)
+        self.count(self.gradients, idx)
         y, t = self.labels(idx)
         with torch.enable_grad():
             xg = xa.detach().requires_grad_(True)
