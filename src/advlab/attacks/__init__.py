@@ -10,6 +10,7 @@ from typing import Any
 
 from advlab.attacks.apgd import APGDCE, APGDDLR, APGDT
 from advlab.attacks.base import Attack, BudgetAttack, MinNormAttack, attack_mode
+from advlab.attacks.cw import CWL0, CWL2, CWLinf
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fab import FAB, FABT
 from advlab.attacks.jsma import JSMA
@@ -43,6 +44,8 @@ __all__ = [
     "APGDDLR",
     "APGDT",
     "BIM",
+    "CWL0",
+    "CWL2",
     "FAB",
     "FABT",
     "FGM",
@@ -57,6 +60,7 @@ __all__ = [
     "Attack",
     "AttackResult",
     "BudgetAttack",
+    "CWLinf",
     "DeepFool",
     "Linf",
     "LpNorm",
