@@ -68,7 +68,7 @@ def bench_plain(name: str, d: data.TensorData, bs: int, device: torch.device) ->
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)  # a hand-written loop logs its loss too
+        float(loss.detach())  # a hand-written loop logs its loss too
     _sync(device)
     return len(x) / (time.perf_counter() - t0)
 
@@ -84,7 +84,7 @@ def bench_dataloader(name: str, d: data.TensorData, bs: int, device: torch.devic
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        float(loss)
+        float(loss.detach())
     _sync(device)
     return len(d) / (time.perf_counter() - t0)
 

@@ -31,6 +31,14 @@ def _flat(t: Tensor) -> Tensor:
     return t.reshape(t.shape[0], -1)
 
 
+def _in_ball(direction: Tensor, eps: Tensor | float, generator: torch.Generator) -> Tensor:
+    """Scale unit-norm ``direction (N, ...)`` by ``eps · U^(1/d)``: uniform in volume."""
+    d = direction[0].numel()
+    u = torch.rand(direction.shape[0], generator=generator, device=direction.device)
+    r = u ** (1.0 / d)
+    return direction * r.view(-1, *([1] * (direction.ndim - 1))) * _per_sample(eps, direction)
+
+
 def _per_sample(eps: Tensor | float, t: Tensor) -> Tensor:
     """``eps`` as a ``(N, 1, ..., 1)`` tensor broadcastable against ``t``."""
     e = torch.as_tensor(eps, dtype=t.dtype, device=t.device)
@@ -111,9 +119,7 @@ class L2(LpNorm):
         device: torch.device,
     ) -> Tensor:
         g = torch.randn(shape, generator=generator, device=device)
-        d = g[0].numel()
-        r = torch.rand(shape[0], generator=generator, device=device) ** (1.0 / d)
-        return self.direction(g) * r.view(-1, *([1] * (len(shape) - 1))) * _per_sample(eps, g)
+        return _in_ball(self.direction(g), eps, generator)
 
 
 class L1(LpNorm):
@@ -161,10 +167,7 @@ class L1(LpNorm):
         u = torch.rand(shape, generator=generator, device=device).clamp_min(_TINY)
         s = torch.rand(shape, generator=generator, device=device) < 0.5
         lap = torch.where(s, -torch.log(u), torch.log(u))  # Laplace(0, 1)
-        n = self.size(lap).view(-1, *([1] * (len(shape) - 1)))
-        d = lap[0].numel()
-        r = torch.rand(shape[0], generator=generator, device=device) ** (1.0 / d)
-        return lap / n * r.view(-1, *([1] * (len(shape) - 1))) * _per_sample(eps, lap)
+        return _in_ball(lap / self.size(lap).view(-1, *([1] * (len(shape) - 1))), eps, generator)
 
     def __repr__(self) -> str:
         return f"L1(sparsity={self.sparsity})"

@@ -17,7 +17,7 @@ from advlab import data as aldata
 from advlab import models as almodels
 from advlab.attacks import AttackResult
 from advlab.attacks.base import TargetSpec
-from advlab.cli.common import CLIError, add_common, parse_value
+from advlab.cli.common import CLIError, add_common, add_set, parse_overrides
 from advlab.evaluation import attack_dataset, attack_summary
 from advlab.reporting import plot_adversarial_grid
 from advlab.utils.device import resolve_device
@@ -40,14 +40,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--dataset", help="default: the checkpoint's dataset")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="any other attack hyperparameter, e.g. --set restarts=5",
-    )
+    add_set(p, "restarts=5")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_common(p)
     p.set_defaults(run=run)
@@ -59,11 +52,7 @@ def _attack_kwargs(args: argparse.Namespace) -> dict[str, Any]:
         for k in ("eps", "steps", "step_size", "norm", "seed")
         if (v := getattr(args, k)) is not None
     }
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--set expects KEY=VALUE; got {item!r}")
-        kw[key.strip().replace("-", "_")] = parse_value(value.strip())
+    kw.update(parse_overrides(args.overrides))
     return kw
 
 

@@ -24,16 +24,31 @@ def add_common(p: argparse.ArgumentParser, *, data: bool = True) -> None:
         )
 
 
-def add_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="TOML file of options")
+def add_set(p: argparse.ArgumentParser, example: str = "lr=0.01") -> None:
     p.add_argument(
         "--set",
         dest="overrides",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override one option (repeatable), e.g. --set lr=0.01",
+        help=f"override one option (repeatable), e.g. --set {example}",
     )
+
+
+def add_config(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="TOML file of options")
+    add_set(p)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a=1", "b-c=[2]"]`` -> ``{"a": 1, "b_c": [2]}``; values are parsed as TOML."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CLIError(f"--set expects KEY=VALUE; got {item!r}")
+        out[key.strip().replace("-", "_")] = parse_value(value.strip())
+    return out
 
 
 def parse_value(text: str) -> Any:
@@ -58,11 +73,7 @@ def resolve(defaults: dict[str, Any], args: argparse.Namespace, keys: list[str])
         value = getattr(args, key, None)
         if value is not None:
             cfg[key] = value
-    for item in getattr(args, "overrides", []):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise CLIError(f"--set expects KEY=VALUE; got {item!r}")
-        cfg[key.strip().replace("-", "_")] = parse_value(value.strip())
+    cfg.update(parse_overrides(getattr(args, "overrides", [])))
     unknown = sorted(set(cfg) - set(defaults))
     if unknown:
         raise CLIError(
