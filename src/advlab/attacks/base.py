@@ -86,6 +86,10 @@ class Attack(ABC):
         self.norm = norm
         self.seed = seed
 
+    def budget(self) -> float | None:
+        """The fixed perturbation budget (budget attacks), else ``None``."""
+        return None
+
     @property
     def lp(self) -> LpNorm:
         return get_norm(self.norm)
@@ -121,8 +125,8 @@ class Attack(ABC):
             p = Problem(model, x, y, None, gen)
             p.target = self._resolve_target(p, target)
             with torch.no_grad():
-                x_adv = self._attack(p)
-        return self._result(p, x_adv)
+                x_adv, logits = self._attack(p)
+        return self._result(p, x_adv, logits)
 
     def _check(self, model: Classifier, x: Tensor, y: Tensor) -> Tensor:
         if not isinstance(model, Classifier):
@@ -185,12 +189,14 @@ class Attack(ABC):
         return t
 
     @abstractmethod
-    def _attack(self, p: Problem) -> Tensor:
-        """Return ``x_adv (N, ...)`` for all samples of ``p``."""
+    def _attack(self, p: Problem) -> tuple[Tensor, Tensor | None]:
+        """Return ``x_adv (N, ...)`` for all samples of ``p``, inside the bounds, and its logits
+        ``(N, K)`` when they are already known (else ``None``: one more forward pass)."""
 
-    def _result(self, p: Problem, x_adv: Tensor, eps: float | None = None) -> AttackResult:
-        x_adv = p.clip(x_adv).to(p.x.dtype)
-        logits = p.logits(x_adv, p.all)
+    def _result(self, p: Problem, x_adv: Tensor, logits: Tensor | None) -> AttackResult:
+        x_adv = x_adv.to(p.x.dtype)
+        if logits is None:
+            logits = p.logits(x_adv, p.all)
         return AttackResult(
             x_adv=x_adv.detach(),
             success=p.is_adv(logits, p.all),
@@ -201,7 +207,7 @@ class Attack(ABC):
             y=p.y,
             target=p.target,
             norm=self.norm,
-            eps=eps,
+            eps=self.budget(),
             attack=self.name,
         )
 
@@ -243,14 +249,26 @@ class BudgetAttack(Attack):
         x0 = p.rows(p.x, idx)
         return p.clip(x0 + self.lp.project(xa - x0, self.eps))
 
-    def _attack(self, p: Problem) -> Tensor:
+    def budget(self) -> float | None:
+        return self.eps
+
+    def linf_box(self, p: Problem, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """``(lo, hi)``, each ``(len(idx), ...)``: the Linf ball intersected with the bounds, a
+        box, so that projecting onto both is one ``torch.clamp``."""
+        x0 = p.rows(p.x, idx)
+        return torch.maximum(x0 - self.eps, p.low), torch.minimum(x0 + self.eps, p.high)
+
+    def _attack(self, p: Problem) -> tuple[Tensor, Tensor | None]:
         best = p.x.clone()
         done = torch.zeros(p.n, dtype=torch.bool, device=p.x.device)
         score = torch.full((p.n,), float("-inf"), device=p.x.device)
+        best_logits: Tensor | None = None
+        filled = torch.zeros_like(done)
         if self.early_stop:
-            done = p.is_adv(p.logits(p.x, p.all), p.all)
+            best_logits = p.logits(p.x, p.all)
+            done = filled = p.is_adv(best_logits, p.all)
         if self.eps == 0:
-            return best
+            return best, None
         for run in range(self.restarts):
             idx = (~done).nonzero().squeeze(1) if (self.early_stop or run > 0) else p.all
             if idx.numel() == 0:
@@ -263,12 +281,16 @@ class BudgetAttack(Attack):
             better = succ | (s > score[idx])
             keep = idx[better]
             best[keep] = xa[better]
+            if best_logits is None:
+                best_logits = torch.empty(
+                    (p.n, logits.shape[1]), dtype=logits.dtype, device=logits.device
+                )
+            best_logits[keep] = logits[better]
+            filled[keep] = True
             score[keep] = s[better]
             done[idx] = done[idx] | succ
-        return best
-
-    def _result(self, p: Problem, x_adv: Tensor, eps: float | None = None) -> AttackResult:
-        return super()._result(p, x_adv, self.eps)
+        # the scoring forward already gave the logits of every returned point
+        return best, (best_logits if bool(filled.all()) else None)
 
 
 class MinNormAttack(Attack):
@@ -282,10 +304,10 @@ class MinNormAttack(Attack):
     def minimize(self, p: Problem, idx: Tensor) -> Tensor:
         """``x_adv`` for the samples ``idx`` (``(len(idx), ...)``), inside the bounds."""
 
-    def _attack(self, p: Problem) -> Tensor:
+    def _attack(self, p: Problem) -> tuple[Tensor, Tensor | None]:
         best = p.x.clone()
         adv0 = p.is_adv(p.logits(p.x, p.all), p.all)
         idx = (~adv0).nonzero().squeeze(1)
         if idx.numel():
             best[idx] = p.clip(self.minimize(p, idx))
-        return best
+        return best, None

@@ -79,11 +79,22 @@ class PGD(BudgetAttack):
     def perturb(self, p: Problem, idx: Tensor) -> Tensor:
         loss = get_loss(self.loss)
         xa = self.start(p, idx)
+        # Linf: ball ∩ bounds is a box (lo, hi), so each projection is one clamp
+        box = self.linf_box(p, idx) if self.norm == "linf" else None
+
+        def step(xa: Tensor, grad: Tensor, sel: Tensor | None, state: dict[str, Any]) -> Tensor:
+            """One ascent step and projection; ``sel``: positions in ``idx`` (None: all)."""
+            moved = xa + self.step_size * self.direction(grad, state)
+            if box is None:
+                return self.project(p, moved, idx if sel is None else idx[sel])
+            lo, hi = box if sel is None else (box[0][sel], box[1][sel])
+            return torch.clamp(moved, lo, hi)
+
         state: dict[str, Any] = {}
         if not self.early_stop:  # textbook loop on the whole batch, no indexing overhead
             for _ in range(self.steps):
                 _, grad, _ = p.loss_grad(xa, idx, loss)
-                xa = self.project(p, xa + self.step_size * self.direction(grad, state), idx)
+                xa = step(xa, grad, None, state)
             return xa
         out = xa.clone()
         act = torch.arange(len(idx), device=xa.device)  # positions still being attacked
@@ -97,7 +108,7 @@ class PGD(BudgetAttack):
                 state = {k: v[keep] for k, v in state.items()}
                 if act.numel() == 0:
                     return out
-            xa = self.project(p, xa + self.step_size * self.direction(grad, state), idx[act])
+            xa = step(xa, grad, act, state)
         out[act] = xa
         return out
 
