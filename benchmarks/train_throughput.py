@@ -101,7 +101,10 @@ def main() -> None:
     p.add_argument("--limit", type=int, default=20000, help="training images (0 = all)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0: default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     from advlab.utils import resolve_device
 
     device = resolve_device(args.device)
