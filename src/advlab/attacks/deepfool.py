@@ -11,20 +11,36 @@ With ``k̂`` the clean label, ``f_k = z_k - z_k̂`` and ``w_k = ∇z_k - ∇z_k�
   ``r_i = |f_l| / ||w_l||_1 · sign(w_l)``.
 
 The steps accumulate, ``r = Σ r_i``, and, as in the paper (§4 and its reference code), the
-overshoot multiplies the *total* perturbation: ``x_{i+1} = clip(x + (1 + overshoot)·r)``. For an
-affine model the first step lands exactly ``(1 + overshoot)·dist`` from ``x``.
+overshoot multiplies the *total* perturbation: ``x_{i+1} = x + (1 + overshoot)·r``, that is
+``x_{i+1} = x_i + (1 + overshoot)·r_i``. For an affine model the first step lands exactly
+``(1 + overshoot)·dist`` from ``x``.
 
 Defaults from the paper / its reference implementation: ``overshoot = 0.02``, at most
 ``steps = 50`` iterations, the ``candidates = 10`` classes with the largest clean logits.
 
-Bounds (the paper works in an unbounded input space; nothing changes while no feature touches a
-bound): the iterate is clipped into the bounds after every step, ``r`` is then reset to what the
-clipping let through (``r = (x_{i+1} - x) / (1 + overshoot)``), and features that sit at a bound
-the step would push them past are left out of the linearized problem (their entries of every
-``w_k`` are zeroed), so each step is the minimal one along the features that can still move.
-Plain clipping without these two rules stalls on the boundary (the clipped part of each step,
-overshoot included, is lost): on the 8x8 digits LeNet it fails on 16% of the images after 50
-iterations, against 0% in about 2 iterations with them.
+Bounds. The paper works in an unbounded input space; this implementation adds box clipping and
+nothing else changes while the box does not cut a step (then the iterates are exactly the
+paper's, up to the ``1e-8`` that keeps divisions finite and moves a point lying exactly on a
+boundary). Where the box does cut a step:
+
+* the iterate is clipped, ``x_{i+1} = clip(x_i + (1 + overshoot)·r_i)``, so ``r`` becomes what
+  the box let through, ``r = (x_{i+1} - x) / (1 + overshoot)``: the clipped part of a step is
+  dropped, not carried into later iterations;
+* the step is the paper's one, computed from the full gradients (features at a bound stay in
+  the linearized problem), lengthened by ``PUSH = 1e-4`` in the attack's norm along the same
+  direction, the constant that the paper's reference code and Foolbox add to *every* step. Only
+  a step that some feature would leave the box on gets it (checked before clipping), so in the
+  interior the paper's step is unchanged.
+
+Why: a step cut by the box makes only part of its linearized progress, so ``|f_l|`` shrinks by
+a constant factor per iteration and, with a tiny constant, never reaches zero (the label does
+not flip); ``PUSH`` bounds the progress from below. An earlier rule, dropping the features that
+sit at a bound the step pushes outward from the linearized problem (a step along the free
+features only), converged in fewer iterations but to larger perturbations: on 200 MNIST test
+images with the benchmark LeNet (``benchmarks/attack_speed.py``, L2, overshoot 0.02), mean L2
+1.868 with that rule (28.9 gradients per sample), 1.708 with this handling (69.4), against
+Foolbox's 1.714; clipping with only the ``1e-8`` fails on 5% of those images within 50
+iterations. (Foolbox also keeps the clipped part in ``r``: 1.714, 73 gradients per sample.)
 
 The batch is processed together, each sample leaving the loop as soon as its label flips. A
 sample that does not flip within ``steps`` comes back at its last iterate (the base class then
@@ -44,11 +60,13 @@ from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 
 _TINY = 1e-8  # keeps the step finite where a gradient difference vanishes
+PUSH = 1e-4  # added to the length of a step that the box cuts (the reference code's constant)
 
 
 @attacks.register("deepfool")
 class DeepFool(MinNormAttack):
-    """DeepFool (Moosavi-Dezfooli et al. 2016), L2 or Linf, untargeted; see the module docstring.
+    """DeepFool (Moosavi-Dezfooli et al. 2016), L2 or Linf, untargeted, with box clipping; see
+    the module docstring for how the bounds are handled.
 
     Args:
         norm: ``"l2"`` (default) or ``"linf"``.
@@ -79,8 +97,9 @@ class DeepFool(MinNormAttack):
         self.overshoot = _nonneg("overshoot", overshoot)
         self.candidates = _positive_int("candidates", candidates, minimum=2)
 
-    def step(self, f: Tensor, w: Tensor) -> Tensor:
-        """The step ``r_i (n, ...)`` to the nearest linearized boundary.
+    def step(self, f: Tensor, w: Tensor) -> tuple[Tensor, Tensor]:
+        """The step to the nearest linearized boundary as ``(length (n, 1), u (n, ...))``,
+        ``r_i = length · u`` with ``u`` of unit norm (``w_l / ||w_l||_2``, or ``sign(w_l)``).
 
         ``f (n, C-1)``: logit differences ``z_k - z_k̂`` (negative while the label holds);
         ``w (n, C-1, ...)``: their gradients.
@@ -92,23 +111,20 @@ class DeepFool(MinNormAttack):
         w_l = flat.gather(1, best.unsqueeze(2).expand(-1, 1, flat.shape[2])).squeeze(1)  # (n, D)
         wn_l = wn.gather(1, best)  # (n, 1)
         f_l = f.gather(1, best).abs() + _TINY  # (n, 1); _TINY: step even when exactly on it
-        if self.norm == "l2":
-            r = f_l / (wn_l * wn_l + _TINY) * w_l
-        else:
-            r = f_l / (wn_l + _TINY) * w_l.sign()
-        return r.view(w.shape[0], *w.shape[2:])
+        u = w_l / (wn_l + _TINY) if self.norm == "l2" else w_l.sign()
+        return f_l / (wn_l + _TINY), u.view(w.shape[0], *w.shape[2:])
 
     def minimize(self, p: Problem, idx: Tensor) -> Tensor:
         x0 = p.x[idx]  # (n, ...)
         k = min(self.candidates, p.num_classes)
         y = p.y[idx].view(-1, 1)  # the clean label (the base passes correctly classified x)
+        scale = 1 + self.overshoot
 
         def top(logits: Tensor) -> Tensor:  # (n, k) candidate classes, the clean label first
             return logits.scatter(1, y, float("inf")).topk(k, dim=1).indices
 
         out = x0.clone()
-        xa = x0.clone()
-        r_tot = torch.zeros_like(x0)  # accumulated perturbation, before the overshoot
+        xa = x0.clone()  # x + (1 + η)·r, r the accumulated perturbation the box let through
         act = torch.arange(len(idx), device=x0.device)  # positions still being attacked
         cls: Tensor | None = None  # (n_act, k), fixed at the clean point
 
@@ -122,13 +138,14 @@ class DeepFool(MinNormAttack):
                 cls = top(logits)
             if it > 0:  # flipped samples are done (the clean point never is)
                 done = p.is_adv(logits, idx[act])
-                act, xa, r_tot, cls, f, w = retire(out, done, act, xa, r_tot, cls, f, w)
+                act, xa, cls, f, w = retire(out, done, act, xa, cls, f, w)
                 if act.numel() == 0:
                     return out
-            xe = xa.unsqueeze(1)  # (n, 1, ...)
-            pinned = ((xe >= p.high) & (w > 0)) | ((xe <= p.low) & (w < 0))  # (n, k-1, ...)
-            r_tot = r_tot + self.step(f, w.masked_fill(pinned, 0.0))
-            xa = p.clip(x0[act] + (1 + self.overshoot) * r_tot)
-            r_tot = (xa - x0[act]) / (1 + self.overshoot)  # what the bounds let through
+            length, u = self.step(f, w)  # (n, 1), (n, ...)
+            shape = (-1,) + (1,) * (u.dim() - 1)  # (n, 1, ...): per-sample scalars
+            nxt = xa + scale * length.view(shape) * u  # the paper's iterate
+            cut = ((nxt < p.low) | (nxt > p.high)).flatten(1).any(1, keepdim=True)  # (n, 1)
+            length = length + PUSH * cut.to(length.dtype)  # only where the box cuts the step
+            xa = p.clip(xa + scale * length.view(shape) * u)
         out[act] = xa
         return out

@@ -84,7 +84,10 @@ def run(args: argparse.Namespace) -> int:
         clean_pred = clf.predict(test.x.to(device)).cpu()
     runs = [
         (attacks.build("fgsm", eps=0.25), len(test)),
-        (attacks.build("pgd", eps=0.25, steps=40, step_size=0.01, early_stop=True), 1000),
+        (
+            attacks.build("pgd", eps=0.25, steps=40, step_size=0.01, early_stop=True),
+            min(1000, len(test)),
+        ),
     ]
     for atk, n in runs:
         res, seconds = attack_dataset(clf, atk, test.x[:n], test.y[:n], device=device)
