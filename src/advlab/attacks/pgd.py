@@ -84,11 +84,11 @@ class PGD(BudgetAttack):
 
         def step(xa: Tensor, grad: Tensor, sel: Tensor | None, state: dict[str, Any]) -> Tensor:
             """One ascent step and projection; ``sel``: positions in ``idx`` (None: all)."""
-            moved = xa + self.step_size * self.direction(grad, state)
+            moved = torch.add(xa, self.direction(grad, state), alpha=self.step_size)
             if box is None:
                 return self.project(p, moved, idx if sel is None else idx[sel])
             lo, hi = box if sel is None else (box[0][sel], box[1][sel])
-            return torch.clamp(moved, lo, hi)
+            return moved.clamp_(lo, hi)
 
         state: dict[str, Any] = {}
         if not self.early_stop:  # textbook loop on the whole batch, no indexing overhead
