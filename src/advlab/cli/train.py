@@ -13,7 +13,7 @@ import torch
 from advlab import data as aldata
 from advlab import models as almodels
 from advlab.cli.common import CLIError, add_common, add_config, resolve
-from advlab.defenses.training import TrainConfig, recipes, train
+from advlab.defenses.training import TrainConfig, build_recipe, train
 from advlab.utils.files import atomic_write_json
 
 logger = logging.getLogger("advlab")
@@ -23,6 +23,7 @@ DEFAULTS: dict[str, Any] = {
     "model": "lenet",
     "dataset": "mnist",
     "recipe": "standard",
+    "recipe_args": {},
     "model_args": {},
     "val_fraction": 0.1,
     "limit": None,
@@ -51,7 +52,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p = sub.add_parser("train", help="train a model; writes a checkpoint folder every epoch")
     p.add_argument("--model", help="zoo preset (advlab list models); default lenet")
     p.add_argument("--dataset", help="dataset (advlab list datasets); default mnist")
-    p.add_argument("--recipe", help="training recipe (advlab list recipes); default standard")
+    p.add_argument(
+        "--recipe",
+        "--defense",
+        dest="recipe",
+        help="training recipe / defense (advlab list recipes); default standard; its "
+        "hyperparameters: --eps/--steps/--alpha or --set recipe_args={...}",
+    )
+    p.add_argument("--eps", type=float, help="recipe's perturbation budget (pixel units)")
+    p.add_argument("--steps", type=int, help="recipe's attack steps")
+    p.add_argument("--alpha", type=float, help="recipe's mixing weight / step (see its docs)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
@@ -78,7 +88,16 @@ def run(args: argparse.Namespace) -> int:
     if model_name not in almodels.models:
         raise CLIError(f"unknown model {model_name!r}; known: {', '.join(almodels.models.names())}")
     train_cfg = TrainConfig.from_dict({k: cfg[k] for k in _TRAIN_FIELDS})
-    recipe = recipes.build(str(cfg["recipe"]))
+    recipe_args = cfg["recipe_args"]
+    if not isinstance(recipe_args, dict):
+        raise CLIError(
+            f"recipe_args must be a table, e.g. --set 'recipe_args={{eps=0.3}}'; "
+            f"got {recipe_args!r}"
+        )
+    for flag in ("eps", "steps", "alpha"):
+        if getattr(args, flag) is not None:
+            recipe_args[flag] = getattr(args, flag)
+    recipe = build_recipe(str(cfg["recipe"]), recipe_args)
     full = aldata.load(dataset, "train", data_dir=cfg["data_dir"])
     if cfg["limit"] is not None:
         if cfg["limit"] < 2:

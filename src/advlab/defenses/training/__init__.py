@@ -2,6 +2,14 @@
 
 from advlab.defenses.training.config import TrainConfig
 from advlab.defenses.training.loop import TrainResult, train
-from advlab.defenses.training.recipe import Recipe, Standard, recipes
+from advlab.defenses.training.recipe import Recipe, Standard, build_recipe, recipes
 
-__all__ = ["Recipe", "Standard", "TrainConfig", "TrainResult", "recipes", "train"]
+__all__ = [
+    "Recipe",
+    "Standard",
+    "TrainConfig",
+    "TrainResult",
+    "build_recipe",
+    "recipes",
+    "train",
+]

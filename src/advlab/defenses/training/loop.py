@@ -206,6 +206,11 @@ def train(
                 logger.info("early stop: %s did not improve for %d epochs", monitor, stale)
                 result.stopped_early = True
                 break
+            reason = recipe.stop_reason(result.history)
+            if reason:
+                logger.warning("stopping after epoch %d: %s", epoch + 1, reason)
+                result.stopped_early = True
+                break
     opt.zero_grad(set_to_none=True)  # a trained model carries no stale gradients
     model.eval()
     return result

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -33,6 +34,11 @@ class Recipe(ABC):
         weighted by batch size and averaged by the loop. Default: none."""
         return {}
 
+    def stop_reason(self, history: list[dict[str, float]]) -> str | None:
+        """Called after each epoch with the metrics so far; a returned reason stops training
+        (e.g. catastrophic overfitting). Default: never."""
+        return None
+
     def config(self) -> dict[str, Any]:
         """The recipe's hyperparameters, saved in checkpoints and run configs."""
         return {"name": self.name}
@@ -54,3 +60,18 @@ class Standard(Recipe):
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         logits = model.logits(x, check=False)
         return F.cross_entropy(logits, y), logits
+
+
+def build_recipe(name: str, kwargs: dict[str, Any] | None = None) -> Recipe:
+    """Build a registered recipe; unknown names or hyperparameters raise ``ValueError`` listing
+    the known ones."""
+    factory = recipes.get(name)
+    kwargs = dict(kwargs or {})
+    known = [k for k in inspect.signature(factory).parameters if k != "self"]
+    unknown = sorted(set(kwargs) - set(known))
+    if unknown:
+        raise ValueError(
+            f"recipe {name} has no hyperparameter {', '.join(map(repr, unknown))}; "
+            f"its hyperparameters: {', '.join(known) or '(none)'}"
+        )
+    return factory(**kwargs)
