@@ -127,3 +127,14 @@ def test_result_curve_for_budget_result(digits_model: tuple[Classifier, TensorDa
     assert curve[0][1] >= curve[-1][1]
     summary = res.summary()
     assert summary["attack"] == "pgd" and 0 <= summary["accuracy"] <= 1
+
+
+def test_keep_confident_is_at_least_as_strong(digits_model: tuple[Classifier, TensorData]) -> None:
+    clf, test = digits_model
+    kw = {"eps": 0.08, "steps": 15, "step_size": 0.03}
+    last = attacks.build("pgd", **kw)(clf, test.x, test.y)
+    best = attacks.build("pgd", keep="confident", **kw)(clf, test.x, test.y)
+    assert best.accuracy <= last.accuracy
+    assert float((best.x_adv - test.x).abs().max()) <= 0.08 + 1e-6
+    with pytest.raises(ValueError, match="keep must be"):
+        attacks.build("pgd", keep="best")

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from advlab.attacks.base import BudgetAttack, _nonneg, _positive_int
-from advlab.attacks.losses import get_loss
+from advlab.attacks.losses import get_loss, margin
 from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 
@@ -39,6 +39,10 @@ class PGD(BudgetAttack):
             eps 0.3; ``None`` means ``2.5 · eps / steps``, Madry et al.'s rule).
         random_start: start from a uniform random point of the ball (default True).
         loss: ``"ce"`` (default), ``"margin"`` (CW) or ``"dlr"``.
+        keep: without early stop, which iterate to return: ``"last"`` (default, the textbook
+            algorithm) or ``"confident"`` (per input, the adversarial iterate with the largest CW
+            margin seen during the run, else the last one). With ``early_stop=True`` an input
+            keeps its first adversarial point.
     """
 
     norms: ClassVar[tuple[str, ...]] = ("linf", "l2", "l1")
@@ -54,9 +58,13 @@ class PGD(BudgetAttack):
         loss: str = "ce",
         restarts: int = 1,
         early_stop: bool = False,
+        keep: str = "last",
         seed: int | None = 0,
     ) -> None:
         super().__init__(norm=norm, eps=eps, early_stop=early_stop, restarts=restarts, seed=seed)
+        if keep not in ("last", "confident"):
+            raise ValueError(f"keep must be 'last' or 'confident'; got {keep!r}")
+        self.keep = keep
         self.steps = _positive_int("steps", steps)
         self.step_size = (
             2.5 * self.eps / self.steps if step_size is None else _nonneg("step_size", step_size)
@@ -71,6 +79,21 @@ class PGD(BudgetAttack):
             return x0.clone()
         noise = self.lp.random(x0.shape, self.eps, p.generator, x0.device).to(x0.dtype)
         return p.clip(x0 + noise)
+
+    @staticmethod
+    def _more_confident(
+        p: Problem, idx: Tensor, xa: Tensor, logits: Tensor, best: tuple[Tensor, Tensor] | None
+    ) -> tuple[Tensor, Tensor]:
+        """Per input, keep ``xa`` where it is adversarial with a larger CW margin than ``best``
+        (``best`` starts as ``xa`` with margin -inf, so non-adversarial inputs end at ``xa``)."""
+        y, t = p.labels(idx)
+        m = margin(logits.float(), y, t)
+        m = torch.where(p.is_adv(logits, idx), m, torch.full_like(m, float("-inf")))
+        if best is None:
+            return xa.clone(), m
+        better = m > best[1]
+        shape = (-1, *([1] * (xa.ndim - 1)))
+        return torch.where(better.view(shape), xa, best[0]), torch.maximum(m, best[1])
 
     def direction(self, grad: Tensor, state: dict[str, Any]) -> Tensor:
         """Unit steepest-ascent direction for this step; MI-FGSM overrides it."""
@@ -92,10 +115,18 @@ class PGD(BudgetAttack):
 
         state: dict[str, Any] = {}
         if not self.early_stop:  # textbook loop on the whole batch, no indexing overhead
+            best: tuple[Tensor, Tensor] | None = None  # (x, margin) of the most confident
             for _ in range(self.steps):
-                _, grad, _ = p.loss_grad(xa, idx, loss)
+                _, grad, logits = p.loss_grad(xa, idx, loss)
+                if self.keep == "confident":
+                    best = self._more_confident(p, idx, xa, logits, best)
                 xa = step(xa, grad, None, state)
-            return xa
+            if best is None:
+                return xa
+            logits = p.logits(xa, idx)  # the last iterate competes too
+            bx, bm = self._more_confident(p, idx, xa, logits, best)
+            never = torch.isinf(bm).view(-1, *([1] * (xa.ndim - 1)))  # never adversarial
+            return torch.where(never, xa, bx)
         out = xa.clone()
         act = torch.arange(len(idx), device=xa.device)  # positions still being attacked
         for _ in range(self.steps):
@@ -144,7 +175,7 @@ class FGSM(PGD):
         return {
             k: v
             for k, v in super().config().items()
-            if k not in ("steps", "step_size", "random_start", "restarts")
+            if k not in ("steps", "step_size", "random_start", "restarts", "keep")
         }
 
 
