@@ -1,4 +1,10 @@
-"""``advlab train``: train a zoo model on a dataset, with checkpoints and --resume."""
+"""``advlab train``: train a zoo model on a dataset, with checkpoints and --resume.
+
+Under ``torchrun --nproc_per_node=N -m advlab train ...`` every process runs this command: it
+joins the process group (``nccl`` on CUDA, one GPU per process, else ``gloo``), trains with
+``DistributedDataParallel`` (``--batch-size`` is the global batch) and leaves it at the end;
+only rank 0 logs, writes ``config.json``, the checkpoints and ``eval.json``, and prints.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ import torch
 from advlab import data as aldata
 from advlab import models as almodels
 from advlab.cli.common import CLIError, add_common, add_config, resolve
-from advlab.defenses.training import TrainConfig, build_recipe, train
+from advlab.defenses.training import Recipe, TrainConfig, build_recipe, train
+from advlab.utils import dist as dist_utils
 from advlab.utils.files import atomic_write_json
 
 logger = logging.getLogger("advlab")
@@ -79,7 +86,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
 
 def run(args: argparse.Namespace) -> int:
     cfg = resolve(DEFAULTS, args, _FLAGS)
-    model_name, dataset = str(cfg["model"]), str(cfg["dataset"])
+    model_name = str(cfg["model"])
     if not isinstance(cfg["model_args"], dict):
         raise CLIError(
             f"model_args must be a table, e.g. --set 'model_args={{units=100}}'; "
@@ -98,7 +105,19 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, flag) is not None:
             recipe_args[flag] = getattr(args, flag)
     recipe = build_recipe(str(cfg["recipe"]), recipe_args)
-    full = aldata.load(dataset, "train", data_dir=cfg["data_dir"])
+    with dist_utils.process_group(train_cfg.device):  # no-op unless launched by torchrun
+        return _train(args, cfg, train_cfg, recipe)
+
+
+def _train(
+    args: argparse.Namespace, cfg: dict[str, Any], train_cfg: TrainConfig, recipe: Recipe
+) -> int:
+    model_name, dataset = str(cfg["model"]), str(cfg["dataset"])
+    main = dist_utils.is_main()
+    if not main:  # rank 0 speaks for the run
+        logger.setLevel(max(logger.getEffectiveLevel(), logging.WARNING))
+    with dist_utils.main_first():  # a download happens once, on rank 0
+        full = aldata.load(dataset, "train", data_dir=cfg["data_dir"])
     if cfg["limit"] is not None:
         if cfg["limit"] < 2:
             raise CLIError(f"--limit must be >= 2; got {cfg['limit']}")
@@ -108,23 +127,28 @@ def run(args: argparse.Namespace) -> int:
     clf = almodels.build(
         model_name, input_shape=full.input_shape, num_classes=full.num_classes, **cfg["model_args"]
     )
-    args.out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(args.out / "config.json", {"command": "train", **cfg})
+    if main:
+        args.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(args.out / "config.json", {"command": "train", **cfg})
+    world = dist_utils.world_size()
     logger.info(
-        "training %s on %s (%d train / %d validation) -> %s",
+        "training %s on %s (%d train / %d validation%s) -> %s",
         model_name,
         dataset,
         len(tr),
         len(va),
+        f", {world} processes" if world > 1 else "",
         args.out,
     )
     result = train(
         clf, tr, va, train_cfg, recipe=recipe, out=args.out, resume=args.resume, dataset=dataset
     )
+    if not main:
+        return 0
     test = aldata.load(dataset, "test", data_dir=cfg["data_dir"])
     from advlab.evaluation import evaluate_clean
 
-    report = evaluate_clean(clf, test, device=train_cfg.device)
+    report = evaluate_clean(clf, test, device=dist_utils.rank_device(train_cfg.device))
     report.to_json(args.out / "eval.json")
     last = result.last
     print(
