@@ -20,9 +20,10 @@ import pytest
 import torch
 from torch import Tensor
 
+from _helpers import InterruptAt
 from advlab import attacks, data, models
 from advlab.data import TensorData
-from advlab.defenses.training import Recipe, Standard, TrainConfig, build_recipe, train
+from advlab.defenses.training import Standard, TrainConfig, build_recipe, train
 from advlab.defenses.training.adversarial import Noise
 from advlab.defenses.training.fast import Fast, detect_overfit
 from advlab.defenses.training.trades import kl_perturb
@@ -139,25 +140,6 @@ def test_fgsm_mix_with_alpha_one_is_plain_training() -> None:
     )
 
 
-class _Interrupt(Recipe):
-    """Wraps a recipe and raises KeyboardInterrupt at a given global batch (Ctrl-C)."""
-
-    def __init__(self, inner: Recipe, at: int) -> None:
-        self.inner, self.at, self.seen = inner, at, 0
-
-    def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt
-        return self.inner.loss(model, x, y)
-
-    def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
-        return self.inner.validate(model, x, y)
-
-    def config(self) -> dict[str, Any]:
-        return self.inner.config()
-
-
 RESUME_CASES: list[tuple[str, dict[str, Any]]] = [
     ("fgsm-mix", {"eps": 0.1, "craft_mode": "train"}),
     ("noise", {"eps": 0.2, "kind": "sign"}),
@@ -179,7 +161,7 @@ def test_resume_after_interrupt_reaches_the_same_weights(
     clf = _mlp()
     with pytest.raises(KeyboardInterrupt):
         train(
-            clf, tr, va, SMALL_CFG, recipe=_Interrupt(build_recipe(name, kwargs), 8), out=tmp_path
+            clf, tr, va, SMALL_CFG, recipe=InterruptAt(build_recipe(name, kwargs), 8), out=tmp_path
         )
     assert torch.load(tmp_path / "train_state.pt", weights_only=True)["epoch"] == 1
     resumed = _mlp()

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from _helpers import InterruptAt
 from advlab import attacks, data, models
 from advlab.data import TensorData
 from advlab.defenses.training import Recipe, TrainConfig, build_recipe, recipes, train
@@ -277,23 +278,6 @@ def test_softmax_t_at_temperature_one_is_standard_training() -> None:
 
 
 # ------------------------------------------------------------------------------ resume
-class _Interrupt(Recipe):
-    """Wraps a recipe; raises KeyboardInterrupt at a given global batch, like Ctrl-C."""
-
-    def __init__(self, inner: Recipe, at: int) -> None:
-        self.inner, self.at, self.seen = inner, at, 0
-
-    def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt
-        return self.inner.loss(model, x, y)
-
-    def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
-        return self.inner.validate(model, x, y)
-
-    def config(self) -> dict[str, Any]:
-        return self.inner.config()
 
 
 def _ensemble(tmp: Path) -> Recipe:
@@ -321,7 +305,7 @@ def test_resume_after_interrupt_reaches_the_same_weights(
     recipe = make(tmp_path)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):  # 9 batches per epoch: stops mid epoch 2
-        train(_small("maxout"), tr, va, SYN, recipe=_Interrupt(recipe, at=15), out=run)
+        train(_small("maxout"), tr, va, SYN, recipe=InterruptAt(recipe, at=15), out=run)
     resumed = _small("maxout")
     res = train(resumed, tr, va, SYN, recipe=recipe, out=run, resume=True)  # same object
     assert [r["epoch"] for r in res.history] == [1.0, 2.0, 3.0]

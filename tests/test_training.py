@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from _helpers import InterruptAt
 from advlab import data, models
 from advlab.defenses.training import Recipe, Standard, TrainConfig, train
 from advlab.defenses.training.optim import lr_factor
@@ -38,22 +39,6 @@ def test_learns_synthetic_data_and_leaves_eval_mode() -> None:
     assert res.best["val_acc"] == max(r["val_acc"] for r in res.history)
 
 
-class _Interrupt(Standard):
-    """Raises KeyboardInterrupt at a given global batch, like Ctrl-C mid-epoch."""
-
-    def __init__(self, at: int) -> None:
-        self.at, self.seen = at, 0
-
-    def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        self.seen += 1
-        if self.seen == self.at:
-            raise KeyboardInterrupt
-        return super().loss(model, x, y)
-
-    def config(self) -> dict[str, object]:
-        return {"name": "standard"}
-
-
 @pytest.mark.parametrize("schedule", ["cosine", "cyclic"])
 def test_resume_after_interrupt_reaches_the_same_weights(tmp_path: Path, schedule: str) -> None:
     tr, va = _data()
@@ -63,7 +48,7 @@ def test_resume_after_interrupt_reaches_the_same_weights(tmp_path: Path, schedul
 
     clf = _model("maxout")
     with pytest.raises(KeyboardInterrupt):
-        train(clf, tr, va, cfg, recipe=_Interrupt(at=15), out=tmp_path)  # 9 batches/epoch
+        train(clf, tr, va, cfg, recipe=InterruptAt(Standard(), 15), out=tmp_path)  # 9 batches/epoch
     assert torch.load(tmp_path / "train_state.pt", weights_only=True)["epoch"] == 1
     resumed = _model("maxout")
     res = train(resumed, tr, va, cfg, out=tmp_path, resume=True)
