@@ -25,5 +25,11 @@ class InterruptAt(Recipe):
     def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
         return self.inner.validate(model, x, y)
 
+    def start_epoch(self, epoch: int) -> None:
+        self.inner.start_epoch(epoch)
+
+    def stop_reason(self, history: list[dict[str, float]]) -> str | None:
+        return self.inner.stop_reason(history)
+
     def config(self) -> dict[str, Any]:
         return self.inner.config()

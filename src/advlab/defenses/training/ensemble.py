@@ -15,14 +15,11 @@ random step ``alpha = 0.05`` passed in ``attack_args``) or ``"pgd"`` (``steps`` 
 
 **Rotation, deterministic and resume-exact.** Batch ``b`` of an epoch (counting from 0) uses
 model ``b mod (k + 1)`` of ``[current, source_1, ..., source_k]``, so every epoch starts on the
-current model and each source gets every (k + 1)-th batch. The training loop keeps no recipe
-state, so the batch index is recovered from the global RNG, which the loop re-seeds at the
-start of every epoch (and which nothing but this recipe and dropout touches between batches):
-each call draws one number from it (the seed of this batch's attack, so random starts differ
-per batch and still replay exactly) and remembers the RNG state it leaves behind; a call that
-finds the RNG in any other state knows the generator was re-seeded, i.e. a new epoch or run
-began, and restarts the count at 0. A resumed run, which restarts its epoch from the seed,
-therefore replays the same rotation even with the very recipe object that was interrupted.
+current model and each source gets every (k + 1)-th batch. The count restarts in
+:meth:`start_epoch`, which the training loop calls before each epoch's first batch, so a resumed
+run replays the same rotation, and under DDP every process uses the same model at each step.
+Each batch draws its attack's seed from the global RNG, which the loop seeds per epoch (and per
+rank), so random starts differ per batch and still replay exactly on resume.
 (The paper's rotation order is not specified beyond "alternating"; this is our choice.)
 
 **Sources** are checkpoint folders (loaded with :func:`advlab.models.load`, frozen, in eval
@@ -121,29 +118,6 @@ class StaticModel:
         return self.model
 
 
-class BatchClock:
-    """Index of the current batch within the current epoch, recovered from the global RNG (see
-    the module docstring), and a per-batch seed drawn from it.
-
-    Call :meth:`tick` at the start of each batch's loss and :meth:`tock` at its end.
-    """
-
-    def __init__(self) -> None:
-        self.count = 0
-        self._after: Tensor | None = None  # global RNG state at the end of the last batch
-
-    def tick(self) -> tuple[int, int]:
-        """``(batch index in the epoch, seed for this batch)``; consumes one global draw."""
-        state = torch.get_rng_state()
-        fresh = self._after is None or not torch.equal(state, self._after)
-        self.count = 0 if fresh else self.count + 1
-        seed = int(torch.randint(0, 2**62, (1,)).item())
-        return self.count, seed
-
-    def tock(self) -> None:
-        self._after = torch.get_rng_state()
-
-
 def _weight(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
         raise ValueError(f"{name} must be a number in [0, 1]; got {value!r}")
@@ -221,7 +195,7 @@ class Ensemble(Recipe):
         self.attack_args = extra
         self._build(0)  # validates eps and attack_args now, with the attack's own messages
         self.eps = float(eps)
-        self._clock = BatchClock()
+        self._batch = 0  # index of the next batch in the current epoch
 
     def _build(self, seed: int) -> attacks.Attack:
         return attacks.build(self.attack, eps=self.eps, seed=seed, **self.attack_args)
@@ -242,7 +216,8 @@ class Ensemble(Recipe):
         if self.alpha == 1:
             logits = model.logits(x, check=False)
             return F.cross_entropy(logits, y), logits
-        batch, seed = self._clock.tick()
+        batch, self._batch = self._batch, self._batch + 1
+        seed = int(torch.randint(0, 2**62, (1,)).item())
         if self.alpha > 0:
             logits = model.logits(x, check=False)  # (N, K)
             clean = F.cross_entropy(logits, y)
@@ -259,8 +234,10 @@ class Ensemble(Recipe):
         else:
             x_adv = atk(sources[which - 1], x, y, model_mode="eval").x_adv
         adv = F.cross_entropy(model.logits(x_adv, check=False), y)
-        self._clock.tock()
         return self.alpha * clean + (1 - self.alpha) * adv, logits
+
+    def start_epoch(self, epoch: int) -> None:
+        self._batch = 0
 
     def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
         res = self._build(0)(model, x, y, model_mode="eval")

@@ -306,6 +306,7 @@ def train(
         for epoch in range(start, cfg.epochs):
             torch.manual_seed(_rank_seed(cfg.seed, epoch, rank))
             loader.set_epoch(epoch)
+            recipe.start_epoch(epoch)
             with _ddp_forward(model, ddp):
                 row = _train_epoch(
                     model, loader, opt, sched, scaler, recipe, amp, epoch, cfg.epochs, main

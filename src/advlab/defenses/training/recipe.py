@@ -34,6 +34,9 @@ class Recipe(ABC):
         weighted by batch size and averaged by the loop. Default: none."""
         return {}
 
+    def start_epoch(self, epoch: int) -> None:  # noqa: B027  (an optional hook)
+        """Called by the loop before the first batch of every epoch (0-based). Default: nothing."""
+
     def stop_reason(self, history: list[dict[str, float]]) -> str | None:
         """Called after each epoch with the metrics so far; a returned reason stops training
         (e.g. catastrophic overfitting). Default: never."""
