@@ -146,10 +146,14 @@ def process_group(
     :func:`init_from_env` (``started`` is its return value) and destroys that group afterwards;
     a group that already existed, or none at all, is left as it was."""
     started = init_from_env(device, timeout=timeout)
+    finished = False
     try:
         yield started
+        finished = True
     finally:
         if started:
+            if finished:  # leave together: a peer tearing down gloo while this rank still works
+                barrier()  # (rank 0's evaluation, say) can abort the process at exit
             cleanup()
 
 
