@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar, overload
 
@@ -51,7 +52,19 @@ class Registry(Generic[T]):
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def build(self, name: str, **kwargs: Any) -> T:
-        return self.get(name)(**kwargs)
+        """Call the factory; a keyword it does not take raises ``ValueError`` naming the ones it
+        takes (factories that accept ``**kwargs`` check their own)."""
+        factory = self.get(name)
+        params = inspect.signature(factory).parameters
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            known = [k for k in params if k != "self"]
+            unknown = sorted(set(kwargs) - set(known))
+            if unknown:
+                raise ValueError(
+                    f"{self.kind} {name} has no hyperparameter {', '.join(map(repr, unknown))}; "
+                    f"its hyperparameters: {', '.join(known) or '(none)'}"
+                )
+        return factory(**kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -68,13 +67,4 @@ class Standard(Recipe):
 def build_recipe(name: str, kwargs: dict[str, Any] | None = None) -> Recipe:
     """Build a registered recipe; unknown names or hyperparameters raise ``ValueError`` listing
     the known ones."""
-    factory = recipes.get(name)
-    kwargs = dict(kwargs or {})
-    known = [k for k in inspect.signature(factory).parameters if k != "self"]
-    unknown = sorted(set(kwargs) - set(known))
-    if unknown:
-        raise ValueError(
-            f"recipe {name} has no hyperparameter {', '.join(map(repr, unknown))}; "
-            f"its hyperparameters: {', '.join(known) or '(none)'}"
-        )
-    return factory(**kwargs)
+    return recipes.build(name, **(kwargs or {}))
