@@ -32,6 +32,7 @@ FAST: dict[str, dict[str, Any]] = {
     "fab": {"steps": 5},
     "fab-t": {"steps": 5, "n_target_classes": 2},
     "jsma": {"gamma": 0.15},
+    "square": {"eps": 0.2, "n_queries": 50},
 }
 TARGET: dict[str, Any] = {"noise-fooling": "random"}
 

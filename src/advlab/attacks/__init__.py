@@ -18,6 +18,7 @@ from advlab.attacks.pgd import BIM, FGM, FGSM, ILLC, MIFGSM, PGD, NoiseFooling, 
 from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 from advlab.attacks.result import AttackResult
+from advlab.attacks.square import Square
 
 
 def build(name: str, **kwargs: Any) -> Attack:
@@ -59,6 +60,7 @@ __all__ = [
     "NoiseFooling",
     "Problem",
     "RandFGSM",
+    "Square",
     "attack_mode",
     "attacks",
     "build",
