@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from advlab._version import __version__
 from advlab.cli import attack, demo, evaluate, listing, train
+from advlab.cli import report as report_cmd
 from advlab.cli.common import CLIError, setup_logging
 
 
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (listing, train, evaluate, attack, demo):
         module.add_parser(sub)
+    report_cmd.add_parser(sub)
     return p
 
 

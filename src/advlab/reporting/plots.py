@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +12,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from torch import Tensor
+
+from advlab.utils.files import atomic_write_bytes
+
+
+def save_figure(fig: Figure, *paths: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save ``fig`` atomically to each path, in the format its suffix names (``.png``, ``.svg``),
+    then close it. Returns the first path."""
+    if not paths:
+        raise ValueError("save_figure needs at least one path")
+    try:
+        for path in paths:
+            buf = io.BytesIO()
+            fig.savefig(buf, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi)
+            atomic_write_bytes(path, buf.getvalue())
+    finally:
+        plt.close(fig)
+    return Path(paths[0])
 
 
 def _image(t: Tensor) -> tuple[np.ndarray, str | None]:
@@ -63,8 +83,51 @@ def plot_adversarial_grid(
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)
+
+
+def annotate_cells(ax: Axes, values: np.ndarray, labels: Sequence[Sequence[str]]) -> None:
+    """Write ``labels[i][j]`` on cell ``(i, j)`` of a ``Greys`` heatmap of ``values`` (in [0, 1]
+    after normalisation), white on dark cells and black on light ones."""
+    for i, row in enumerate(labels):
+        for j, text in enumerate(row):
+            dark = bool(values[i, j] > 0.55)
+            ax.text(
+                j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black"
+            )
+
+
+def plot_transfer_matrix(
+    sources: Sequence[str],
+    targets: Sequence[str],
+    accuracy: Sequence[Sequence[float | None]],
+    path: str | os.PathLike[str],
+    *,
+    title: str = "Transfer: accuracy of target models on adversarial examples from sources",
+) -> Path:
+    """Heatmap of ``accuracy[i][j]`` (fraction in [0, 1]; ``None`` = not measured): accuracy of
+    target model ``j`` on adversarial examples crafted on source model ``i``. Cells are annotated
+    in percent, so the figure reads in grayscale. Saves a PNG (or the format of the suffix)."""
+    if not sources or not targets:
+        raise ValueError("plot_transfer_matrix needs at least one source and one target")
+    if len(accuracy) != len(sources) or any(len(row) != len(targets) for row in accuracy):
+        raise ValueError(
+            f"accuracy must be {len(sources)} x {len(targets)} (sources x targets); got rows of "
+            f"lengths {[len(row) for row in accuracy]}"
+        )
+    acc = np.array(  # (S, T) in percent, NaN where not measured
+        [[np.nan if v is None else 100.0 * float(v) for v in row] for row in accuracy], dtype=float
+    )
+    fig, ax = plt.subplots(
+        figsize=(2.2 + 0.9 * len(targets), 1.6 + 0.6 * len(sources)), layout="constrained"
+    )
+    im = ax.imshow(acc, cmap="Greys", vmin=0.0, vmax=100.0, aspect="auto")
+    labels = [["n/a" if np.isnan(v) else f"{v:.1f}" for v in row] for row in acc]
+    annotate_cells(ax, np.nan_to_num(acc) / 100.0, labels)
+    ax.set_xticks(range(len(targets)), [str(t) for t in targets], rotation=30, ha="right")
+    ax.set_yticks(range(len(sources)), [str(s) for s in sources])
+    ax.set_xlabel("target model (evaluated)")
+    ax.set_ylabel("source model (attacked)")
+    ax.set_title(title, fontsize=9)
+    fig.colorbar(im, ax=ax, label="accuracy (%)")
+    return save_figure(fig, path)
