@@ -51,7 +51,9 @@ def test_train_then_eval(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert config["lr"] == 0.003 and config["model_args"] == {"hidden": [32]}
     assert (out_dir / "weights.safetensors").exists()
 
-    code, out, err = _run(capsys, "eval", "--checkpoint", str(out_dir), "--device", "cpu")
+    code, out, err = _run(
+        capsys, "eval", "--checkpoint", str(out_dir), "--suite", "none", "--device", "cpu"
+    )
     assert code == 0, err
     report = json.loads((out_dir / "eval.json").read_text())
     assert report["dataset"] == "synthetic" and report["n"] > 0
@@ -164,6 +166,8 @@ def test_train_and_eval_on_real_mnist(
         str(tmp_path),
         "--n",
         "1000",
+        "--suite",
+        "none",
         "--data-dir",
         str(mnist_root),
         "--device",

@@ -2,6 +2,7 @@
 
 from advlab.models.checkpoint import CheckpointError, load, read_meta, save
 from advlab.models.classifier import Classifier
+from advlab.models.eot import eot
 from advlab.models.zoo import build, describe, models
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "Classifier",
     "build",
     "describe",
+    "eot",
     "load",
     "models",
     "read_meta",

@@ -1,0 +1,48 @@
+"""Expectation over Transformation (Athalye et al. 2018, "Synthesizing robust adversarial
+examples"; Athalye, Carlini & Wagner 2018): attack a randomized model through its expected
+log-probabilities."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from advlab.models.classifier import Classifier
+
+
+class _Expectation(nn.Module):
+    def __init__(self, model: Classifier, samples: int) -> None:
+        super().__init__()
+        self.model = model
+        self.samples = samples
+
+    def forward(self, x: Tensor) -> Tensor:
+        total = torch.log_softmax(self.model.logits(x, check=False).float(), 1)
+        for _ in range(self.samples - 1):
+            total = total + torch.log_softmax(self.model.logits(x, check=False).float(), 1)
+        return total / self.samples
+
+
+def eot(model: Classifier, samples: int = 10) -> Classifier:
+    """A deterministic-in-expectation view of a randomized ``model``.
+
+    Its logits are the mean of ``log_softmax`` over ``samples`` forward passes of ``model``. The
+    cross-entropy of that mean is the mean cross-entropy over the model's randomness, so its
+    input gradient is exactly the EOT gradient (the average of the per-draw gradients) for
+    cross-entropy attacks; its prediction is the class of highest mean log-probability. Every
+    forward costs ``samples`` forwards of ``model`` (attacks count it as one query). Bounds,
+    classes and input shape are the model's; the model's own normalization is applied inside it.
+    """
+    if not isinstance(model, Classifier):
+        raise TypeError(f"model must be an advlab Classifier; got {type(model).__name__}")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples must be an integer >= 1; got {samples!r}")
+    wrapped = Classifier(
+        _Expectation(model, samples),
+        bounds=(model.low, model.high),
+        num_classes=model.num_classes,
+        input_shape=model.input_shape,
+    )
+    wrapped.preset = model.preset
+    wrapped.train(model.training)
+    return wrapped
