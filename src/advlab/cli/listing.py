@@ -1,4 +1,4 @@
-"""``advlab list {models,datasets,recipes}``."""
+"""``advlab list {models,datasets,recipes,attacks,suites}``."""
 
 from __future__ import annotations
 
@@ -8,13 +8,14 @@ import inspect
 from advlab.attacks import attacks
 from advlab.data import datasets
 from advlab.defenses.training import recipes
+from advlab.evaluation import suites
 from advlab.models import describe, models
 
-KINDS = ("models", "datasets", "recipes", "attacks")
+KINDS = ("models", "datasets", "recipes", "attacks", "suites")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("list", help="list registered models, datasets, recipes or attacks")
+    p = sub.add_parser("list", help="list registered models, datasets, recipes, attacks or suites")
     p.add_argument("kind", choices=KINDS)
     p.set_defaults(run=run)
 
@@ -31,6 +32,12 @@ def run(args: argparse.Namespace) -> int:
         rows = [(name, _first_line(datasets.get(name))) for name in datasets.names()]
     elif args.kind == "recipes":
         rows = [(name, _first_line(recipes.get(name))) for name in recipes.names()]
+    elif args.kind == "suites":
+        rows = []
+        for name in suites.names():
+            suite = suites.build(name)
+            mode = "cascade" if suite.cascade else "each on every sample"
+            rows.append((name, f"{', '.join(a.title for a in suite.attacks)} ({mode})"))
     else:
         rows = [(name, _first_line(attacks.get(name))) for name in attacks.names()]
     width = max(len(name) for name, _ in rows)
