@@ -22,6 +22,7 @@ from torch import Tensor
 
 from _helpers import InterruptAt
 from advlab import attacks, data, models
+from advlab.attacks.base import ModelMode
 from advlab.data import TensorData
 from advlab.defenses.training import Standard, TrainConfig, build_recipe, train
 from advlab.defenses.training.adversarial import Noise
@@ -217,6 +218,102 @@ def test_trades_inner_attack_stays_in_ball_and_bounds_and_raises_kl() -> None:
 
     noise = (x + 0.1 * torch.randn_like(x).sign()).clamp(0, 1)
     assert kl(xa) > 2 * kl(noise)
+
+
+# ------------------------------------------------- craft: x_adv without the scoring forward
+CRAFT_CASES: list[tuple[str, dict[str, Any]]] = [
+    ("pgd", {"eps": 0.1, "steps": 3, "step_size": 0.04}),
+    ("pgd", {"norm": "l2", "eps": 1.0, "steps": 3, "step_size": 0.4}),
+    ("pgd", {"norm": "l1", "eps": 4.0, "steps": 2, "step_size": 2.0}),
+    ("pgd", {"eps": 0.1, "steps": 3, "keep": "confident"}),
+    ("pgd", {"eps": 0.1, "steps": 3, "early_stop": True}),  # scored as it goes: __call__
+    ("pgd", {"eps": 0.1, "steps": 2, "restarts": 2}),  # likewise
+    ("pgd", {"eps": 0.0, "steps": 2}),
+    ("fgsm", {"eps": 0.1}),
+    ("fgm", {"eps": 1.0}),
+    ("bim", {"eps": 0.1, "steps": 3}),
+    ("mi-fgsm", {"eps": 0.1, "steps": 3}),
+    ("rand-fgsm", {"eps": 0.1}),
+    ("apgd-ce", {"eps": 0.1, "steps": 4}),
+    ("deepfool", {"steps": 3}),  # minimum-norm: craft is __call__'s x_adv
+]
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CRAFT_CASES)
+@pytest.mark.parametrize("mode", ["eval", "keep"])
+def test_craft_gives_the_x_adv_of_a_full_call(
+    name: str, kwargs: dict[str, Any], mode: ModelMode
+) -> None:
+    """``Attack.craft`` skips the scoring forward of budget attacks (adversarial training uses
+    it) yet returns exactly ``__call__``'s ``x_adv``, with the same invariants: inputs intact,
+    model mode and ``requires_grad`` flags restored, no parameter gradients."""
+    clf = _mlp()  # dropout: in "keep" mode (train) both calls must draw the same masks
+    clf.train()
+    test = data.load("digits", "test")
+    x, y = test.x[:48], test.y[:48]
+    x0 = x.clone()
+    atk = attacks.build(name, seed=3, **kwargs)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        full = atk(clf, x, y, model_mode=mode).x_adv
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        crafted = atk.craft(clf, x, y, model_mode=mode)
+    assert torch.equal(crafted, full)
+    assert crafted.dtype == x.dtype and not crafted.requires_grad
+    assert torch.equal(x, x0) and clf.training
+    assert all(p.grad is None and p.requires_grad for p in clf.parameters())
+    target = (y + 1) % 10
+    if name != "deepfool":  # targeted: the same points too
+        full = atk(clf, x, y, target=target).x_adv
+        assert torch.equal(atk.craft(clf, x, y, target=target), full)
+
+
+def _forwards(recipe_name: str, kwargs: dict[str, Any]) -> int:
+    """Forward passes of the net in one ``recipe.loss`` call (train mode, 32 inputs)."""
+    clf = _mlp()
+    clf.train()
+    calls: list[int] = []
+    clf.net.register_forward_hook(lambda *_: calls.append(1))
+    test = data.load("digits", "test")
+    recipe = build_recipe(recipe_name, kwargs)
+    torch.manual_seed(0)
+    loss, logits = recipe.loss(clf, test.x[:32], test.y[:32])
+    assert loss.ndim == 0 and loss.requires_grad and logits.shape == (32, 10)
+    return len(calls)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "passes"),
+    [
+        ("standard", {}, 1),
+        ("pgd", {"steps": 3}, 3 + 1),  # k crafting steps + the update's forward
+        ("pgd", {"steps": 3, "alpha": 0.5}, 3 + 2),  # + the clean term
+        ("fast", {}, 1 + 1),
+        ("fgsm-mix", {}, 1 + 2),
+        ("fgsm-mix", {"alpha": 0.0}, 1 + 1),
+        ("fgsm-mix", {"alpha": 1.0}, 1),
+        ("noise", {}, 2),
+        ("trades", {"steps": 3}, 1 + 3 + 2),  # reference softmax f(x), k steps, clean + adv
+    ],
+)
+def test_a_training_step_runs_only_the_passes_of_its_loss(
+    name: str, kwargs: dict[str, Any], passes: int
+) -> None:
+    """No scoring forward after crafting, no extra clean forward for the running accuracy:
+    a batch costs what a hand-written loop for the same loss costs."""
+    assert _forwards(name, kwargs) == passes
+
+
+def test_train_acc_without_a_clean_term_is_the_accuracy_on_the_adversarial_examples() -> None:
+    tr, _ = _small()
+    cfg = TrainConfig(**{**SMALL_CFG.to_dict(), "epochs": 1})
+    clf = _mlp()
+    calls: list[int] = []
+    clf.net.register_forward_hook(lambda *_: calls.append(1))
+    res = train(clf, tr, None, cfg, recipe=build_recipe("fast", {"eps": 0.1}))
+    assert len(calls) == 2 * 5  # 5 batches: FGSM step + update, nothing else
+    assert 0.0 <= res.last["train_acc"] <= 1.0
 
 
 # ------------------------------------------------------------------- catastrophic overfitting

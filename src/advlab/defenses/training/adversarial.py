@@ -7,7 +7,16 @@
 * ``pgd`` (:class:`PGDTraining`): Madry et al.'s k-step PGD adversarial training.
 
 Also the helpers the other adversarial recipes (``fast``, ``trades``) share: hyperparameter
-checks, per-batch attack seeds, and the robust validation metrics.
+checks, per-batch attack seeds, the mixed clean/adversarial loss, and the robust validation
+metrics.
+
+Cost per batch. Each recipe runs exactly the passes of its loss, like a hand-written loop: the
+attack's own steps (the training attacks are called with :meth:`advlab.attacks.Attack.craft`,
+which skips the forward pass that only scores ``x_adv`` for an ``AttackResult``), then one
+train-mode forward per loss term and one backward. Where the loss has no clean term
+(``alpha = 0``, and ``fast``), the running training accuracy (``train_acc``) is measured on the
+adversarial examples the loss trains on, as in the papers' reference code; clean accuracy is
+``val_acc``.
 
 Randomness. Every random draw of these recipes (noise, PGD random starts, attack seeds) comes
 from torch's *global* RNG. :func:`~advlab.defenses.training.train` seeds it from
@@ -81,9 +90,8 @@ def craft_seed() -> int:
 
 
 def clean_logits(model: Classifier, x: Tensor) -> Tensor:
-    """Logits ``(N, K)`` on clean ``x`` in eval mode without a graph: the running training
-    accuracy for recipes whose loss never looks at clean inputs (one extra forward pass, no
-    BatchNorm statistics updated, no RNG consumed)."""
+    """Logits ``(N, K)`` on clean ``x`` in eval mode without a graph, for the validation
+    metrics (no BatchNorm statistics updated, no RNG consumed)."""
     with torch.no_grad(), attack_mode(model, "eval"):
         return model.logits(x, check=False)
 
@@ -111,13 +119,21 @@ def plain(model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return F.cross_entropy(logits, y), logits
 
 
-def mix(alpha: float, clean: Tensor, adv: Tensor) -> Tensor:
-    """``alpha·clean + (1 − alpha)·adv``, returning a term unchanged when its weight is 1."""
-    if alpha == 1.0:
-        return clean
+def mixed_loss(
+    model: Classifier, x: Tensor, y: Tensor, x_adv: Tensor, alpha: float
+) -> tuple[Tensor, Tensor]:
+    """``α·CE(f(x), y) + (1 − α)·CE(f(x_adv), y)`` for ``x, x_adv (N, ...)`` and the logits
+    ``(N, K)`` of the running training accuracy: clean ``x``'s when ``α > 0``, else
+    ``x_adv``'s. A term with weight 0 costs no forward pass; the clean pass runs first."""
     if alpha == 0.0:
-        return adv
-    return alpha * clean + (1.0 - alpha) * adv
+        logits_adv = model.logits(x_adv, check=False)
+        return F.cross_entropy(logits_adv, y), logits_adv
+    logits = model.logits(x, check=False)
+    clean = F.cross_entropy(logits, y)
+    if alpha == 1.0:
+        return clean, logits
+    adv = F.cross_entropy(model.logits(x_adv, check=False), y)
+    return alpha * clean + (1.0 - alpha) * adv, logits
 
 
 class RobustValidation(Recipe):
@@ -148,7 +164,8 @@ class FGSMMix(Recipe):
 
     The FGSM examples (advlab ``fgsm``, clipped to the model's bounds; the paper does not clip)
     are crafted every batch from the current weights; the clean and adversarial terms are two
-    forward passes. ``α = 1`` is plain training exactly: nothing is crafted.
+    forward passes. ``α = 1`` is plain training exactly: nothing is crafted; ``α = 0`` trains
+    on the FGSM examples alone (one forward pass; ``train_acc`` is then theirs).
 
     Args:
         eps: FGSM step in pixel units; default 0.25, the paper's MNIST value.
@@ -173,10 +190,8 @@ class FGSMMix(Recipe):
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.alpha == 1.0:  # craft nothing, so plain training is reproduced bit for bit
             return plain(model, x, y)
-        x_adv = FGSM(eps=self.eps)(model, x, y, model_mode=self.craft_mode).x_adv
-        logits = model.logits(x, check=False)
-        adv = F.cross_entropy(model.logits(x_adv, check=False), y)
-        return mix(self.alpha, F.cross_entropy(logits, y), adv), logits
+        x_adv = FGSM(eps=self.eps).craft(model, x, y, model_mode=self.craft_mode)
+        return mixed_loss(model, x, y, x_adv, self.alpha)
 
     def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
         return {"adv_err": fgsm_error(model, self.eps, x, y)}
@@ -232,10 +247,7 @@ class Noise(Recipe):
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.alpha == 1.0:  # no noise drawn: plain training exactly
             return plain(model, x, y)
-        x_noisy = self.perturb(model, x)
-        logits = model.logits(x, check=False)
-        noisy = F.cross_entropy(model.logits(x_noisy, check=False), y)
-        return mix(self.alpha, F.cross_entropy(logits, y), noisy), logits
+        return mixed_loss(model, x, y, self.perturb(model, x), self.alpha)
 
     def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
         return {"adv_err": fgsm_error(model, self.eps, x, y)}
@@ -264,10 +276,11 @@ class PGDTraining(RobustValidation):
         val_steps: steps of the validation PGD (``pgd_acc``); default 10.
 
     Madry et al. trained their MNIST net with Adam, lr 1e-4, batch 50, 100k iterations
-    (about 83 epochs); the loop's ``TrainConfig`` sets those. With ``alpha = 0`` the clean
-    logits for the running training accuracy come from one extra eval-mode forward pass
-    without a graph. Random starts are seeded per batch from the global RNG (module
-    docstring). ``validate`` reports ``pgd_acc`` and ``fgsm_acc`` at ``eps``.
+    (about 83 epochs); the loop's ``TrainConfig`` sets those. A batch costs ``steps`` forward
+    and backward passes to craft plus the update's (one forward with ``alpha = 0``, when
+    ``train_acc`` is the accuracy on the PGD examples, as Madry et al. report it; two with a
+    clean term). Random starts are seeded per batch from the global RNG (module docstring).
+    ``validate`` reports ``pgd_acc`` and ``fgsm_acc`` at ``eps``.
     """
 
     name = "pgd"
@@ -306,12 +319,8 @@ class PGDTraining(RobustValidation):
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         if self.alpha == 1.0:  # plain training, nothing crafted
             return plain(model, x, y)
-        x_adv = self.attack()(model, x, y, model_mode=self.craft_mode).x_adv
-        adv = F.cross_entropy(model.logits(x_adv, check=False), y)
-        if self.alpha == 0.0:
-            return adv, clean_logits(model, x)
-        logits = model.logits(x, check=False)
-        return mix(self.alpha, F.cross_entropy(logits, y), adv), logits
+        x_adv = self.attack().craft(model, x, y, model_mode=self.craft_mode)
+        return mixed_loss(model, x, y, x_adv, self.alpha)
 
     def config(self) -> dict[str, Any]:
         return {

@@ -230,9 +230,9 @@ class Ensemble(Recipe):
         which = batch % (len(sources) + 1)  # 0: the current model
         atk = self._build(seed)
         if which == 0:
-            x_adv = atk(model, x, y, model_mode=self.craft_mode).x_adv
+            x_adv = atk.craft(model, x, y, model_mode=self.craft_mode)
         else:
-            x_adv = atk(sources[which - 1], x, y, model_mode="eval").x_adv
+            x_adv = atk.craft(sources[which - 1], x, y, model_mode="eval")
         adv = F.cross_entropy(model.logits(x_adv, check=False), y)
         return self.alpha * clean + (1 - self.alpha) * adv, logits
 

@@ -4,53 +4,17 @@ It owns batching (in-memory, seeded), the optimizer and per-step LR schedule, mi
 CUDA, validation each epoch, progress bars, checkpoints every epoch, best-epoch tracking, early
 stopping and exact resume. The batch loss comes from a :class:`Recipe`.
 
-Data parallelism (DESIGN §7). When a ``torch.distributed`` process group with more than one
-process exists (``torchrun --nproc_per_node=N -m advlab train ...``; see
-:mod:`advlab.utils.dist`), the same code trains with ``DistributedDataParallel``; without one it
-runs exactly as in a single process.
-
-- ``config.batch_size`` is the *global* batch: each of the N processes takes
-  ``batch_size // N`` samples (an error unless divisible) from its own disjoint shard of the
-  epoch's permutation, which every process draws from the same seed (data order is not offset
-  per rank). The union of the N local batches of step t is the single-process batch t, and since
-  every process has the same number of equally sized batches, DDP's gradient average of per-rank
-  mean losses is the mean over the global batch: N processes follow the single-process run up
-  to float rounding. When the training set size is not a multiple of N, the last batch is padded
-  with up to N - 1 samples from the start of the permutation (as ``DistributedSampler``).
-- The recipe still gets the :class:`Classifier` (attacks need one): for the training epoch the
-  loop swaps ``model.net`` for ``DistributedDataParallel(model.net)`` and restores it afterwards
-  (also on errors), so every forward through ``model.logits`` goes through DDP and the backward of
-  the returned loss averages gradients across processes. Validation and checkpoints use the
-  unwrapped net, so saved state-dict keys never carry DDP's ``module.`` prefix.
-- Crafting adversarial examples inside a recipe is a forward through DDP too; that needs no
-  ``find_unused_parameters`` because input gradients taken with ``torch.autograd.grad`` (as
-  ``advlab.attacks`` do) never fire DDP's parameter hooks. A recipe whose crafting calls
-  ``.backward()`` into the parameters makes DDP all-reduce those (discarded) gradients too, which
-  is correct but costs a reduction, and must happen the same number of times on every process.
-  Every parameter of the net must take part in the loss (DDP's default
-  ``find_unused_parameters=False``).
-- Buffers are not broadcast at every forward (``broadcast_buffers=False``, in newer PyTorch
-  ``forward_sync_buffers=False``, so a recipe may run a data-dependent number of forwards);
-  after each epoch floating buffers such as BatchNorm running statistics are averaged over
-  processes. BatchNorm batch statistics stay per process (no SyncBatchNorm), so nets with
-  BatchNorm match single-process training only approximately.
-- Dropout and other randomness use a seed offset per rank (rank 0 keeps the single-process
-  seed); training/validation metrics are summed over processes, so the history is global;
-  validation shards the validation set without padding. Only rank 0 logs, shows progress bars
-  and writes checkpoints, followed by a barrier; every process reads the resume state. After
-  each epoch the loop checks that parameters agree across processes.
-- Mixed precision works unchanged: DDP reduces the scaled gradients, and since they are equal
-  on every process the ``GradScaler`` takes the same skip/step decision everywhere.
+Data parallelism (DESIGN §7): under a ``torch.distributed`` process group with more than one
+process the same code trains with ``DistributedDataParallel``; :mod:`.distributed` holds that
+part (sharding, DDP wrapping, metric reduction, rank-0-only files) and documents the semantics.
+Without a group it runs exactly as in a single process.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,9 +22,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.nn.parallel import DistributedDataParallel
 
 from advlab.data import TensorData, TensorLoader
+from advlab.defenses.training import distributed
 from advlab.defenses.training.config import TrainConfig
 from advlab.defenses.training.optim import make_optimizer, make_scheduler
 from advlab.defenses.training.recipe import Recipe, Standard
@@ -71,12 +35,6 @@ from advlab.utils.progress import progress
 
 logger = logging.getLogger(__name__)
 STATE = "train_state.pt"
-# no buffer broadcast at every forward (newer torch renamed broadcast_buffers)
-_NO_FORWARD_BUFFER_SYNC: dict[str, Any] = (
-    {"forward_sync_buffers": False}
-    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
-    else {"broadcast_buffers": False}
-)
 
 
 @dataclass
@@ -107,12 +65,6 @@ def _as_data(data: TensorData | tuple[Tensor, Tensor], what: str) -> TensorData:
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
-
-
-def _rank_seed(seed: int, epoch: int, rank: int) -> int:
-    """Seed of the global RNG (dropout, recipe randomness) for ``epoch`` on process ``rank``;
-    rank 0 (and a single process) keeps :func:`_epoch_seed`."""
-    return (_epoch_seed(seed, epoch) + rank * 1_000_000_007) % (2**63 - 1)
 
 
 def _better(value: float, best: float | None, mode: str) -> bool:
@@ -150,52 +102,8 @@ def _validate(model: Classifier, loader: TensorLoader, recipe: Recipe) -> dict[s
         for k, v in extra.items():
             sums[f"val_{k}"] = sums.get(f"val_{k}", 0.0) + float(v) * len(y)
         n += len(y)
-    local = {k: float(v) for k, v in sums.items()}
-    if dist_utils.is_distributed():
-        # a shard may be too small to have produced every recipe metric: reduce the union
-        names = [k for ks in dist_utils.all_gather_objects(list(local)) for k in ks]
-        keys = list(dict.fromkeys(names))
-        totals = dist_utils.all_reduce_sums({**{k: local.get(k, 0.0) for k in keys}, " n": n})
-        n = round(totals.pop(" n"))
-        local = {k: totals[k] for k in keys}
-    return {k: v / max(n, 1) for k, v in local.items()}
-
-
-def _val_loader(va: TensorData | None, device: torch.device) -> TensorLoader | None:
-    """Validation batches of this process: the whole set in one process, else every
-    ``world_size``-th sample from ``rank`` on (disjoint, no padding, so the sums are exact)."""
-    if va is None:
-        return None
-    rank, world = dist_utils.rank(), dist_utils.world_size()
-    if world == 1:
-        return TensorLoader(va, 1024, device=device)
-    index = torch.arange(rank, len(va), world)
-    return TensorLoader((va.x[index], va.y[index]), 1024, device=device)
-
-
-def _wrap_ddp(model: Classifier, device: torch.device) -> DistributedDataParallel | None:
-    """``DistributedDataParallel(model.net)`` under a multi-process group, else ``None``.
-    Construction broadcasts rank 0's parameters, so all processes start from the same weights."""
-    if not dist_utils.is_distributed():
-        return None
-    return DistributedDataParallel(
-        model.net,
-        device_ids=[device.index] if device.type == "cuda" and device.index is not None else None,
-        **_NO_FORWARD_BUFFER_SYNC,
-    )
-
-
-@contextmanager
-def _ddp_forward(model: Classifier, ddp: DistributedDataParallel | None) -> Iterator[None]:
-    """Route ``model``'s forwards through ``ddp`` inside the block; restore the plain net after."""
-    if ddp is None:
-        yield
-        return
-    model.net = ddp
-    try:
-        yield
-    finally:
-        model.net = ddp.module
+    totals, n = distributed.sum_metrics({k: float(v) for k, v in sums.items()}, n)
+    return {k: v / max(n, 1) for k, v in totals.items()}
 
 
 def train(
@@ -230,8 +138,9 @@ def train(
 
     Under a ``torch.distributed`` process group of N > 1 processes (e.g. started by
     :func:`advlab.utils.dist.process_group` under ``torchrun``) every process calls ``train`` with
-    the same arguments and the model is trained with ``DistributedDataParallel``; see the module
-    documentation for the semantics (global batch, sharding, rank-0-only files).
+    the same arguments and the model is trained with ``DistributedDataParallel``; see
+    :mod:`advlab.defenses.training.distributed` for the semantics (global batch, sharding,
+    rank-0-only files).
     """
     cfg = config or TrainConfig()
     recipe = recipe or Standard()
@@ -244,13 +153,8 @@ def train(
             f"the data has {tr.num_classes} classes; the model has {model.num_classes}"
         )
     model.check_input(tr.x[:256])
-    rank, world = dist_utils.rank(), dist_utils.world_size()
-    main = rank == 0
-    if cfg.batch_size % world:
-        raise ValueError(
-            f"batch_size {cfg.batch_size} is the global batch and must be divisible by the "
-            f"number of processes ({world})"
-        )
+    main = dist_utils.is_main()
+    distributed.local_batch_size(cfg.batch_size)  # checked before anything is moved or read
     device = dist_utils.rank_device(cfg.device)
     amp = cfg.amp if cfg.amp is not None else device.type == "cuda"
     if amp and device.type != "cuda":
@@ -264,16 +168,8 @@ def train(
         )
 
     model.to(device)
-    loader = TensorLoader(
-        tr,
-        cfg.batch_size // world,
-        shuffle=True,
-        seed=cfg.seed,  # the same permutation on every process; each takes its own shard
-        device=device,
-        rank=rank,
-        world_size=world,
-    )
-    val_loader = _val_loader(va, device)
+    loader = distributed.train_loader(tr, cfg.batch_size, cfg.seed, device)
+    val_loader = distributed.val_loader(va, device)
     opt = make_optimizer(model, cfg)
     sched = make_scheduler(opt, cfg, len(loader))
     scaler = torch.amp.GradScaler("cuda", enabled=amp)
@@ -292,28 +188,21 @@ def train(
             logger.info("resuming %s after epoch %d of %d", folder, start, cfg.epochs)
     elif resume and main:
         logger.info("nothing to resume in %s; starting a new run", folder)
-    starts = dist_utils.all_gather_objects(start)
-    if len(set(starts)) > 1:
-        raise RuntimeError(
-            f"the processes found different runs to resume in {folder} (epochs {starts}); "
-            "the output folder must be one that every process sees"
-        )
+    distributed.check_same_start(start, folder)
 
-    ddp = _wrap_ddp(model, device)
+    ddp = distributed.wrap(model, device)
     fork_devices = [device] if device.type == "cuda" else []
     stale = 0
     with torch.random.fork_rng(devices=fork_devices):
         for epoch in range(start, cfg.epochs):
-            torch.manual_seed(_rank_seed(cfg.seed, epoch, rank))
+            torch.manual_seed(distributed.rank_seed(_epoch_seed(cfg.seed, epoch)))
             loader.set_epoch(epoch)
             recipe.start_epoch(epoch)
-            with _ddp_forward(model, ddp):
+            with distributed.ddp_forward(model, ddp):
                 row = _train_epoch(
                     model, loader, opt, sched, scaler, recipe, amp, epoch, cfg.epochs, main
                 )
-            if ddp is not None:
-                dist_utils.average_buffers(model.net)
-                dist_utils.check_in_sync(model.net)
+            distributed.sync_replicas(model)
             if val_loader is not None:
                 row.update(_validate(model, val_loader, recipe))
             model.eval()
@@ -333,16 +222,10 @@ def train(
                     cfg.epochs,
                     ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"),
                 )
-            if folder is not None:
-                if main:
-                    meta: dict[str, Any] = {"recipe": recipe.config(), "metrics": row}
-                    save(model, folder, dataset=dataset, **meta)
-                    if improved and cfg.keep_best:
-                        save(model, folder / "best", dataset=dataset, **meta)
-                    _save_state(
-                        state_file, model, opt, sched, scaler, result, epoch + 1, cfg, recipe
-                    )
-                dist_utils.barrier()  # the epoch is committed for every process
+            if folder is not None:  # rank 0 writes; the epoch is then committed for everyone
+                best = improved and cfg.keep_best
+                args = (folder, model, opt, sched, scaler, result, cfg, recipe)
+                distributed.on_main(_commit, *args, dataset=dataset, best=best)
             if cfg.patience is not None and stale >= cfg.patience:
                 if main:
                     logger.info("early stop: %s did not improve for %d epochs", monitor, stale)
@@ -412,22 +295,28 @@ def _train_epoch(
     }
 
 
-def _save_state(
-    file: Path | None,
+def _commit(
+    folder: Path,
     model: Classifier,
     opt: torch.optim.Optimizer,
     sched: torch.optim.lr_scheduler.LambdaLR,
     scaler: torch.amp.GradScaler,
     result: TrainResult,
-    epoch: int,
     cfg: TrainConfig,
     recipe: Recipe,
+    *,
+    dataset: str | None,
+    best: bool,
 ) -> None:
-    """Write the resume state atomically; it is the commit point of a finished epoch."""
-    if file is None:
-        return
+    """Save the epoch just finished (``result.last``): the model checkpoint in ``folder`` (and
+    in ``folder/best`` when ``best``), then the resume state, written atomically: the commit
+    point of the epoch."""
+    meta: dict[str, Any] = {"recipe": recipe.config(), "metrics": result.last}
+    save(model, folder, dataset=dataset, **meta)
+    if best:
+        save(model, folder / "best", dataset=dataset, **meta)
     state = {
-        "epoch": epoch,
+        "epoch": int(result.last["epoch"]),
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "optimizer": opt.state_dict(),
         "scheduler": sched.state_dict(),
@@ -437,6 +326,7 @@ def _save_state(
         "config": cfg.to_dict(),
         "recipe": recipe.config(),
     }
+    file = folder / STATE
     tmp = file.with_name(f".{file.name}.tmp")
     torch.save(state, tmp)
     os.replace(tmp, file)

@@ -17,8 +17,10 @@ class Recipe(ABC):
     :meth:`validate`, for extra validation metrics such as adversarial error).
 
     ``loss`` gets the model in train mode, a batch ``x`` ``(N, ...)`` in pixel units and labels
-    ``y`` ``(N,)``; it returns the scalar loss to minimize and the logits on clean ``x`` (used
-    for the running training accuracy). It must leave no gradients in parameters other than
+    ``y`` ``(N,)``; it returns the scalar loss to minimize and logits ``(N, K)`` for the
+    running training accuracy: those of clean ``x`` when the loss has a clean term, else those
+    of the inputs the loss trains on (the adversarial examples of ``pgd`` and ``fast``), so the
+    metric costs no extra forward pass. It must leave no gradients in parameters other than
     those of the returned loss.
     """
 
@@ -26,7 +28,7 @@ class Recipe(ABC):
 
     @abstractmethod
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """Scalar loss and clean logits ``(N, K)`` for one batch."""
+        """Scalar loss and the logits ``(N, K)`` of the running accuracy for one batch."""
 
     def validate(self, model: Classifier, x: Tensor, y: Tensor) -> dict[str, float]:
         """Extra metrics on one validation batch (model in eval mode); summed over batches
