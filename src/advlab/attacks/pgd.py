@@ -25,6 +25,7 @@ from torch import Tensor
 
 from advlab.attacks.base import BudgetAttack, _nonneg, _positive_int
 from advlab.attacks.losses import get_loss, margin
+from advlab.attacks.oracles import gradient_oracle
 from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 
@@ -39,6 +40,10 @@ class PGD(BudgetAttack):
             eps 0.3; ``None`` means ``2.5 · eps / steps``, Madry et al.'s rule).
         random_start: start from a uniform random point of the ball (default True).
         loss: ``"ce"`` (default), ``"margin"`` (CW) or ``"dlr"``.
+        gradient: ``"autograd"`` (default: exact input gradients), or a black-box estimate from
+            forward queries only, ``"spsa"`` (Uesato et al. 2018) or ``"nes"`` (Ilyas et al. 2018)
+            (see :mod:`advlab.attacks.oracles`); ``samples`` perturbation pairs per step (default
+            64) of size ``fd_size`` (default 0.01 for SPSA's δ and NES's σ).
         keep: without early stop, which iterate to return: ``"last"`` (default, the textbook
             algorithm) or ``"confident"`` (per input, the adversarial iterate with the largest CW
             margin seen during the run, else the last one). With ``early_stop=True`` an input
@@ -59,12 +64,21 @@ class PGD(BudgetAttack):
         restarts: int = 1,
         early_stop: bool = False,
         keep: str = "last",
+        gradient: str = "autograd",
+        samples: int = 64,
+        fd_size: float = 0.01,
         seed: int | None = 0,
     ) -> None:
         super().__init__(norm=norm, eps=eps, early_stop=early_stop, restarts=restarts, seed=seed)
         if keep not in ("last", "confident"):
             raise ValueError(f"keep must be 'last' or 'confident'; got {keep!r}")
         self.keep = keep
+        self.gradient = gradient
+        self.samples = _positive_int("samples", samples)
+        self.fd_size = _nonneg("fd_size", fd_size)
+        if self.fd_size == 0:
+            raise ValueError("fd_size must be > 0")
+        self._grad = gradient_oracle(gradient, samples=self.samples, size=self.fd_size)
         self.steps = _positive_int("steps", steps)
         self.step_size = (
             2.5 * self.eps / self.steps if step_size is None else _nonneg("step_size", step_size)
@@ -117,7 +131,7 @@ class PGD(BudgetAttack):
         if not self.early_stop:  # textbook loop on the whole batch, no indexing overhead
             best: tuple[Tensor, Tensor] | None = None  # (x, margin) of the most confident
             for _ in range(self.steps):
-                _, grad, logits = p.loss_grad(xa, idx, loss)
+                _, grad, logits = self._grad(p, xa, idx, loss)
                 if self.keep == "confident":
                     best = self._more_confident(p, idx, xa, logits, best)
                 xa = step(xa, grad, None, state)
@@ -130,7 +144,7 @@ class PGD(BudgetAttack):
         out = xa.clone()
         act = torch.arange(len(idx), device=xa.device)  # positions still being attacked
         for _ in range(self.steps):
-            _, grad, logits = p.loss_grad(xa, idx[act], loss)
+            _, grad, logits = self._grad(p, xa, idx[act], loss)
             adv = p.is_adv(logits, idx[act])
             if bool(adv.any()):
                 out[act[adv]] = xa[adv]
