@@ -32,7 +32,11 @@ FAST: dict[str, dict[str, Any]] = {
     "fab": {"steps": 5},
     "fab-t": {"steps": 5, "n_target_classes": 2},
     "jsma": {"gamma": 0.15},
+    "hsja": {"steps": 2, "max_queries": 300},
+    "spatial": {"n_translations": 3, "n_rotations": 5},
+    "lighting": {"n_brightness": 3, "n_contrast": 3, "n_gamma": 3},
     "square": {"eps": 0.2, "n_queries": 50},
+    "one-pixel": {"population": 20, "generations": 3},
 }
 TARGET: dict[str, Any] = {"noise-fooling": "random"}
 

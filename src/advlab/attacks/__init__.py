@@ -12,13 +12,31 @@ from advlab.attacks.base import Attack, BudgetAttack, MinNormAttack, attack_mode
 from advlab.attacks.cw import CWL0, CWL2, CWLinf
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.fab import FAB, FABT
+from advlab.attacks.hsja import HopSkipJump
 from advlab.attacks.jsma import JSMA
 from advlab.attacks.norms import L0, L1, L2, Linf, LpNorm, get_norm
+from advlab.attacks.one_pixel import OnePixel
 from advlab.attacks.pgd import BIM, FGM, FGSM, ILLC, MIFGSM, PGD, NoiseFooling, RandFGSM
+from advlab.attacks.physical import (
+    JPEG,
+    ColorShift,
+    DefocusBlur,
+    Exposure,
+    MotionBlur,
+    Perspective,
+    PrintPhoto,
+    Resample,
+    SensorNoise,
+    destruction_rate,
+    photographed,
+)
 from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 from advlab.attacks.result import AttackResult
+from advlab.attacks.spatial import Lighting, Spatial
 from advlab.attacks.square import Square
+from advlab.attacks.transfer import TransferAttack
+from advlab.attacks.universal import UniversalPerturbation
 
 
 def build(name: str, **kwargs: Any) -> Attack:
@@ -43,6 +61,7 @@ __all__ = [
     "FGM",
     "FGSM",
     "ILLC",
+    "JPEG",
     "JSMA",
     "L0",
     "L1",
@@ -53,17 +72,33 @@ __all__ = [
     "AttackResult",
     "BudgetAttack",
     "CWLinf",
+    "ColorShift",
     "DeepFool",
+    "DefocusBlur",
+    "Exposure",
+    "HopSkipJump",
+    "Lighting",
     "Linf",
     "LpNorm",
     "MinNormAttack",
+    "MotionBlur",
     "NoiseFooling",
+    "OnePixel",
+    "Perspective",
+    "PrintPhoto",
     "Problem",
     "RandFGSM",
+    "Resample",
+    "SensorNoise",
+    "Spatial",
     "Square",
+    "TransferAttack",
+    "UniversalPerturbation",
     "attack_mode",
     "attacks",
     "build",
+    "destruction_rate",
     "get_norm",
     "names",
+    "photographed",
 ]
