@@ -7,6 +7,7 @@ from advlab.evaluation.flags import CODES, Flag
 from advlab.evaluation.report import RobustnessReport
 from advlab.evaluation.runner import evaluate
 from advlab.evaluation.stats import wilson
+from advlab.evaluation.substitute import split_seed, substitute_attack, train_substitute
 from advlab.evaluation.suites import AttackSpec, Suite, get_suite, suite_from_config, suites
 from advlab.evaluation.transfer import transfer_matrix
 
@@ -22,8 +23,11 @@ __all__ = [
     "evaluate",
     "evaluate_clean",
     "get_suite",
+    "split_seed",
+    "substitute_attack",
     "suite_from_config",
     "suites",
+    "train_substitute",
     "transfer_matrix",
     "wilson",
 ]
