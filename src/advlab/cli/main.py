@@ -7,9 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from advlab._version import __version__
-from advlab.cli import attack, demo, evaluate, listing, train
+from advlab.cli import attack, demo, evaluate, listing, train, universal
 from advlab.cli import report as report_cmd
 from advlab.cli.common import CLIError, setup_logging
+from advlab.models import GradientAccessError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (listing, train, evaluate, attack, demo):
+    for module in (listing, train, evaluate, attack, universal, demo):
         module.add_parser(sub)
     report_cmd.add_parser(sub)
     return p
@@ -42,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.verbosity)
     try:
         status: int = args.run(args)
-    except (CLIError, ValueError, TypeError, FileNotFoundError) as e:
+    except (CLIError, ValueError, TypeError, FileNotFoundError, GradientAccessError) as e:
         if args.verbosity > 0:  # -v: show the traceback too
             raise
         message = " ".join(str(e).split()) or type(e).__name__
