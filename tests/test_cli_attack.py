@@ -148,3 +148,76 @@ def test_attack_errors(
 def test_list_attacks(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = _run(capsys, "list", "attacks")
     assert code == 0 and "fgsm" in out and "pgd" in out
+
+
+def test_black_box_transfer_and_eot_options(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["attack", "--checkpoint", str(checkpoint), "--n", "30", "--device", "cpu"]
+    code, _, err = _run(
+        capsys,
+        *base,
+        "--attack",
+        "square",
+        "--eps",
+        "0.2",
+        "--queries",
+        "200",
+        "--access",
+        "scores",
+        "--out",
+        str(tmp_path / "sq"),
+    )
+    assert code == 0, err
+    summary = json.loads((tmp_path / "sq" / "summary.json").read_text())
+    assert summary["config"]["n_queries"] == 200 and summary["gradients_mean"] == 0
+    assert summary["model_queries"] >= 30 and summary["access"] == "scores"
+    code, _, err = _run(
+        capsys,
+        *base,
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.2",
+        "--access",
+        "labels",
+        "--out",
+        str(tmp_path / "pgd"),
+    )
+    assert code == 2 and "query-only" in err
+    code, _, err = _run(
+        capsys,
+        *base,
+        "--attack",
+        "fgsm",
+        "--eps",
+        "0.2",
+        "--surrogate",
+        str(checkpoint),
+        "--access",
+        "labels",
+        "--out",
+        str(tmp_path / "tr"),
+    )
+    assert code == 0, err
+    code, _, err = _run(
+        capsys,
+        *base,
+        "--attack",
+        "pgd",
+        "--eps",
+        "0.2",
+        "--steps",
+        "3",
+        "--eot",
+        "2",
+        "--print-photo",
+        "--out",
+        str(tmp_path / "eot"),
+    )
+    assert code == 0, err
+    assert json.loads((tmp_path / "eot" / "summary.json").read_text())["eot"] == 2
+    code, _, err = _run(
+        capsys, *base, "--attack", "pgd", "--queries", "5", "--out", str(tmp_path / "x")
+    )
+    assert code == 2 and "--queries" in err

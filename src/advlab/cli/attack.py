@@ -40,6 +40,35 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--dataset", help="default: the checkpoint's dataset")
     p.add_argument("--split", default="test", choices=["train", "test"])
     p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument(
+        "--queries",
+        type=int,
+        help="query budget per image for query-based attacks (square: n_queries, hsja: "
+        "max_queries)",
+    )
+    p.add_argument(
+        "--access",
+        choices=["full", "scores", "labels"],
+        default="full",
+        help="what the attack may see of the model: full (white-box, default), scores or labels "
+        "only (query_access: forward queries counted, gradients refused)",
+    )
+    p.add_argument(
+        "--surrogate",
+        type=Path,
+        help="checkpoint of a surrogate model: craft on it, score on --checkpoint (transfer)",
+    )
+    p.add_argument(
+        "--eot",
+        type=int,
+        help="attack through Expectation over Transformation with N samples per query (for "
+        "randomized models; with --print-photo, over the print-and-photo simulator)",
+    )
+    p.add_argument(
+        "--print-photo",
+        action="store_true",
+        help="attack and score the model behind the simulated print-and-photo channel",
+    )
     add_set(p, "restarts=5")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     add_common(p)
@@ -112,17 +141,49 @@ def _save_csv(path: Path, res: AttackResult, clean_pred: torch.Tensor, x: torch.
     atomic_write_text(path, buf.getvalue())
 
 
-def run(args: argparse.Namespace) -> int:
+_QUERY_BUDGET = {"square": "n_queries", "hsja": "max_queries"}
+
+
+def _build_attack(args: argparse.Namespace, device: torch.device) -> alattacks.Attack:
     kwargs = _attack_kwargs(args)
+    if args.queries is not None:
+        key = _QUERY_BUDGET.get(args.attack)
+        if key is None:
+            raise CLIError(
+                f"--queries applies to {', '.join(sorted(_QUERY_BUDGET))}; for {args.attack} "
+                "use --steps or --set"
+            )
+        kwargs[key] = args.queries
     atk = alattacks.build(args.attack, **kwargs)
+    if args.surrogate is not None:
+        atk = alattacks.TransferAttack(almodels.load(args.surrogate, device=device), atk)
+    return atk
+
+
+def _threat_model(args: argparse.Namespace, clf: almodels.Classifier) -> almodels.Classifier:
+    """The model as the attack sees it: behind the print-and-photo channel, through EOT, or
+    behind query-only access."""
+    if args.print_photo:
+        clf = alattacks.photographed(clf, alattacks.PrintPhoto(), seed=args.seed or 0)
+    if args.eot is not None:
+        if args.eot < 1:
+            raise CLIError(f"--eot must be >= 1; got {args.eot}")
+        clf = almodels.eot(clf, args.eot)
+    if args.access != "full":
+        clf = almodels.query_access(clf, args.access)
+    return clf
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    atk = _build_attack(args, device)
     meta = almodels.read_meta(args.checkpoint)
     dataset = args.dataset or meta.get("dataset")
     if not dataset:
         raise CLIError("the checkpoint does not record its dataset; pass --dataset")
     if args.n < 1:
         raise CLIError(f"--n must be >= 1; got {args.n}")
-    device = resolve_device(args.device)
-    clf = almodels.load(args.checkpoint, device=device)
+    clf = _threat_model(args, almodels.load(args.checkpoint, device=device))
     test = aldata.load(dataset, args.split, data_dir=args.data_dir).subset(slice(0, args.n))
     target, keep = _target(args.target, test.y)
     x, y = test.x[keep], test.y[keep]
@@ -141,8 +202,14 @@ def run(args: argparse.Namespace) -> int:
             "dataset": dataset,
             "split": args.split,
             "device": str(device),
+            "access": args.access,
+            "surrogate": None if args.surrogate is None else str(args.surrogate),
+            "eot": args.eot,
+            "print_photo": args.print_photo,
         }
     )
+    if isinstance(clf, almodels.QueryModel):
+        summary["model_queries"] = clf.queries  # every query the model answered, all batches
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "summary.json", summary)
