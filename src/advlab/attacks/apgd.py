@@ -23,7 +23,9 @@ more forward pass at ``x⁽ᴺ⁾``. Each sample returns its best iterate: an ad
 (the one with the highest loss), else ``x_max``. Restarts (``restarts``, default 1 as in
 AutoAttack's standard version) and skipping already-adversarial inputs come from
 :class:`BudgetAttack`; with ``early_stop=True`` inputs also leave the loop at their first
-adversarial iterate (faster; same success, a less confident adversarial point).
+adversarial iterate (faster; same success, a less confident adversarial point), and when they
+are stuck: an exactly zero gradient at an iterate that stopped moving (gradient masking; every
+later iterate would be the same point, so the result is the same, see :func:`_stuck`).
 
 Details the paper leaves open follow the authors' reference code (AutoAttack): the random start
 ``x + eps·t/||t||`` (``t`` uniform in ``[−1, 1]^d`` for Linf, Gaussian for L2, then clipped into
@@ -147,8 +149,8 @@ class _AutoPGD(BudgetAttack):
 
         for k in range(steps):
             if self.early_stop:
-                keep = ~adv
-                if not bool(keep.all()):  # drop inputs that became adversarial
+                keep = ~adv & ~_stuck(g, gm, xa, xp, xm)
+                if not bool(keep.all()):  # drop inputs that became adversarial or are stuck
                     pos, x0, xa, xp, g, xm, gm = (t[keep] for t in (pos, x0, xa, xp, g, xm, gm))
                     fm, eta, f_prev, f_check, n_inc, halved = (
                         t[keep] for t in (fm, eta, f_prev, f_check, n_inc, halved)
@@ -187,6 +189,20 @@ class _AutoPGD(BudgetAttack):
                 f_prev = torch.where(cut, fm, f_prev)
                 halved, f_check, n_inc = cut, fm, torch.zeros_like(n_inc)
         return out, out_z
+
+
+def _stuck(g: Tensor, gm: Tensor, xa: Tensor, xp: Tensor, xm: Tensor) -> Tensor:
+    """``(n,)``: inputs that can never move again: the loss gradient is exactly zero at the
+    iterate and at the highest-loss point, the last step did not move, and the iterate is the
+    highest-loss point. The step direction and the momentum are then zero, a checkpoint reset
+    lands on the same point, and every later iterate is the same point (up to the rounding of
+    re-projecting it), with the same loss: the rest of the run cannot change the result. Such
+    inputs come from gradient masking (e.g. a quantized input, whose gradient is zero)."""
+    zero = ~g.flatten(1).any(1)  # (n,)
+    if not bool(zero.any()):
+        return zero
+    same = (xa == xp).flatten(1).all(1) & (xa == xm).flatten(1).all(1)
+    return zero & same & ~gm.flatten(1).any(1)
 
 
 def _unit(name: str, value: object) -> float:

@@ -21,7 +21,10 @@ backward) plus one forward pass for the success check.
 Targeted calls (``target=``) use the single hyperplane of ``z_t − max_{j≠t} z_j`` (the reference
 FAB-T uses ``z_t − z_y``: the same at the start, but ours stays the binding constraint when a
 third class overtakes) and one gradient per step. The projections handle any box (scalar or
-per-feature bounds), where the reference code assumes ``[0, 1]``.
+per-feature bounds), where the reference code assumes ``[0, 1]``. An input whose step leaves
+a non-adversarial iterate exactly unchanged (a fixed point of the iteration, such as a zero
+gradient at the clean input under gradient masking) stops iterating for the rest of the run:
+every later step would repeat it.
 """
 
 from __future__ import annotations
@@ -191,25 +194,38 @@ class FAB(MinNormAttack):
                 xa = x0.clone()
             else:
                 xa = self.start(p, x0, 0.5 * best_norm.clamp(max=self.start_radius))
+            pos = torch.arange(len(idx), device=x0.device)  # rows still iterating
+            xs, xsf, ts, ia = x0, x0f, t, idx  # their clean inputs, targets, indices
             for _ in range(self.steps):
-                w, f = self.hyperplane(p, xa, idx, t)  # (n, D), (n,)
+                n = len(pos)
+                w, f = self.hyperplane(p, xa, ia, ts)  # (n, D), (n,)
                 xf = xa.flatten(1)
                 b = (w * xf).sum(1) - f  # hyperplane ⟨w, z⟩ = b
                 # project x⁽ⁱ⁾ and x together: (2n, D) -> d1, d2 (n, ...)
                 d = project_hyperplane_box(
-                    self.norm, torch.cat((xf, x0f)), w.repeat(2, 1), b.repeat(2), low, high
+                    self.norm, torch.cat((xf, xsf)), w.repeat(2, 1), b.repeat(2), low, high
                 )
-                d1, d2 = d[: len(idx)].view_as(x0), d[len(idx) :].view_as(x0)
+                d1, d2 = d[:n].view_as(xa), d[n:].view_as(xa)
                 a1 = self.lp.size(d1).clamp_min(1e-8)
                 a2 = self.lp.size(d2).clamp_min(1e-8)
                 alpha = (a1 / (a1 + a2)).clamp(0, self.alpha_max).view(view).to(x0.dtype)
-                xa = p.clip((1 - alpha) * (xa + self.eta * d1) + alpha * (x0 + self.eta * d2))
-                adv = p.is_adv(p.logits(xa, idx), idx)
-                size = self.lp.size(xa - x0)
-                better = adv & (size < best_norm)
-                best = torch.where(better.view(view), xa, best)
-                best_norm = torch.where(better, size, best_norm)
-                xa = torch.where(adv.view(view), x0 + self.beta * (xa - x0), xa)
+                new = p.clip((1 - alpha) * (xa + self.eta * d1) + alpha * (xs + self.eta * d2))
+                adv = p.is_adv(p.logits(new, ia), ia)
+                size = self.lp.size(new - xs)
+                better = adv & (size < best_norm[pos])
+                best[pos] = torch.where(better.view(view), new, best[pos])
+                best_norm[pos] = torch.where(better, size, best_norm[pos])
+                # a step that leaves a non-adversarial iterate exactly where it was has found a
+                # fixed point of the (deterministic) iteration, e.g. a zero gradient (gradient
+                # masking) at the clean input: every later step would repeat it
+                fixed = ~adv & (new == xa).flatten(1).all(1)
+                xa = torch.where(adv.view(view), xs + self.beta * (new - xs), new)
+                if bool(fixed.any()):
+                    keep = ~fixed
+                    pos, xa, xs, xsf, ia = pos[keep], xa[keep], xs[keep], xsf[keep], ia[keep]
+                    ts = ts[keep] if ts is not None else None
+                    if pos.numel() == 0:
+                        break
         return best, best_norm
 
 
