@@ -36,6 +36,7 @@ FAST: dict[str, dict[str, Any]] = {
     "spatial": {"n_translations": 3, "n_rotations": 5},
     "lighting": {"n_brightness": 3, "n_contrast": 3, "n_gamma": 3},
     "square": {"eps": 0.2, "n_queries": 50},
+    "one-pixel": {"population": 20, "generations": 3},
 }
 TARGET: dict[str, Any] = {"noise-fooling": "random"}
 

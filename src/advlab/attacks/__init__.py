@@ -15,6 +15,7 @@ from advlab.attacks.fab import FAB, FABT
 from advlab.attacks.hsja import HopSkipJump
 from advlab.attacks.jsma import JSMA
 from advlab.attacks.norms import L0, L1, L2, Linf, LpNorm, get_norm
+from advlab.attacks.one_pixel import OnePixel
 from advlab.attacks.pgd import BIM, FGM, FGSM, ILLC, MIFGSM, PGD, NoiseFooling, RandFGSM
 from advlab.attacks.physical import (
     JPEG,
@@ -82,6 +83,7 @@ __all__ = [
     "MinNormAttack",
     "MotionBlur",
     "NoiseFooling",
+    "OnePixel",
     "Perspective",
     "PrintPhoto",
     "Problem",
