@@ -29,39 +29,20 @@ def _names(broken_by: Tensor, titles: list[str]) -> list[str]:
     return out
 
 
+_VIOLATIONS = {  # record key -> (flag code, what was wrong with the adversarial inputs)
+    "eps_ball": ("eps-ball-violation", "lay outside the eps-ball"),
+    "bounds": ("bounds-violation", "lay outside the model's bounds"),
+    "nan": ("nan-outputs", "or their logits were NaN or infinite"),
+}
+
+
 def _violation_flags(records: list[dict[str, Any]]) -> list[Flag]:
-    total = {"eps_ball": 0, "bounds": 0, "nan": 0}
-    for r in records:
-        for key in total:
-            total[key] += int(r["violations"][key])
     flags = []
-    if total["eps_ball"]:
-        flags.append(
-            Flag(
-                "eps-ball-violation",
-                f"{total['eps_ball']} adversarial inputs lay outside the eps-ball; they were not "
-                "counted as successes",
-                {"count": total["eps_ball"]},
-            )
-        )
-    if total["bounds"]:
-        flags.append(
-            Flag(
-                "bounds-violation",
-                f"{total['bounds']} adversarial inputs lay outside the model's bounds; they were "
-                "not counted as successes",
-                {"count": total["bounds"]},
-            )
-        )
-    if total["nan"]:
-        flags.append(
-            Flag(
-                "nan-outputs",
-                f"{total['nan']} adversarial inputs or their logits were NaN or infinite; they "
-                "were not counted as successes",
-                {"count": total["nan"]},
-            )
-        )
+    for key, (code, what) in _VIOLATIONS.items():
+        count = sum(int(r["violations"][key]) for r in records)
+        if count:
+            message = f"{count} adversarial inputs {what}; they were not counted as successes"
+            flags.append(Flag(code, message, {"count": count}))
     return flags
 
 

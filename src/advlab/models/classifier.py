@@ -226,3 +226,17 @@ class Classifier(nn.Module):
         if self.preset:
             parts.append(f"preset={self.preset!r}")
         return ", ".join(parts)
+
+
+def wrap_like(model: Classifier, net: nn.Module, cls: type[Classifier] = Classifier) -> Classifier:
+    """A ``cls`` around ``net`` (which calls ``model`` inside) with ``model``'s bounds, classes,
+    input shape, preset name and train/eval mode: how EOT and query-access views are built."""
+    wrapped = cls(
+        net,
+        bounds=(model.low, model.high),
+        num_classes=model.num_classes,
+        input_shape=model.input_shape,
+    )
+    wrapped.preset = model.preset
+    wrapped.train(model.training)
+    return wrapped

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from advlab.models.classifier import Classifier
+from advlab.models.classifier import Classifier, wrap_like
 
 
 class _Expectation(nn.Module):
@@ -37,12 +37,4 @@ def eot(model: Classifier, samples: int = 10) -> Classifier:
         raise TypeError(f"model must be an advlab Classifier; got {type(model).__name__}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1; got {samples!r}")
-    wrapped = Classifier(
-        _Expectation(model, samples),
-        bounds=(model.low, model.high),
-        num_classes=model.num_classes,
-        input_shape=model.input_shape,
-    )
-    wrapped.preset = model.preset
-    wrapped.train(model.training)
-    return wrapped
+    return wrap_like(model, _Expectation(model, samples))

@@ -14,7 +14,7 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor, nn
 
-from advlab.models.classifier import Classifier
+from advlab.models.classifier import Classifier, wrap_like
 
 Access = Literal["scores", "labels"]
 
@@ -81,12 +81,4 @@ def query_access(model: Classifier, access: Access = "scores") -> QueryModel:
         raise TypeError(f"model must be an advlab Classifier; got {type(model).__name__}")
     if access not in ("scores", "labels"):
         raise ValueError(f"access must be 'scores' or 'labels'; got {access!r}")
-    wrapped = QueryModel(
-        _Oracle(model, access),
-        bounds=(model.low, model.high),
-        num_classes=model.num_classes,
-        input_shape=model.input_shape,
-    )
-    wrapped.preset = model.preset
-    wrapped.train(model.training)
-    return wrapped
+    return cast(QueryModel, wrap_like(model, _Oracle(model, access), QueryModel))
