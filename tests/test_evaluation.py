@@ -148,6 +148,7 @@ def test_suites_build_and_custom_config() -> None:
 @pytest.fixture(scope="module")
 def quick_report(digits_model: tuple[Classifier, TensorData]) -> RobustnessReport:
     clf, test = digits_model
+    clf.eval()  # the session model, in the mode other tests must leave it in
     return evaluate(clf, test, eps=EPS, suite="quick", n=120, batch_size=50, audit_n=60)
 
 

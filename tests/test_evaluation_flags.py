@@ -31,7 +31,10 @@ class _Wrap(nn.Module):
 def _model(
     inner: Classifier, fn: Callable[[Classifier, Tensor], Tensor], **kw: object
 ) -> Classifier:
-    return Classifier(_Wrap(inner, fn), num_classes=10, input_shape=(1, 8, 8), **kw)  # type: ignore[arg-type]
+    # eval mode: restoring a train-mode wrapper after the evaluation would put ``inner`` (the
+    # shared session model) in train mode too
+    clf = Classifier(_Wrap(inner, fn), num_classes=10, input_shape=(1, 8, 8), **kw)  # type: ignore[arg-type]
+    return clf.eval()
 
 
 def _codes(clf: Classifier, test: TensorData, **kw: object) -> set[str]:
