@@ -118,3 +118,14 @@ def test_eot_of_a_deterministic_model_keeps_its_predictions(
         assert torch.allclose(wrapped(test.x[:20]), want, atol=1e-5)
     with pytest.raises(ValueError):
         eot(clf, 0)
+
+
+def test_every_submodule_gets_its_own_mode_back(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    clf, test = digits_model
+    clf.eval()
+    wrapper = _model(clf, lambda inner, x: inner.logits(x, check=False)).train()
+    clf.eval()  # a train-mode wrapper around an eval-mode network
+    evaluate(wrapper, test, eps=0.1, n=20, audit=False)
+    assert wrapper.training and not clf.training and not clf.net.training

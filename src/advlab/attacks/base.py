@@ -27,6 +27,7 @@ from advlab.attacks.norms import LpNorm, get_norm
 from advlab.attacks.problem import Problem
 from advlab.attacks.result import AttackResult
 from advlab.models.classifier import Classifier
+from advlab.utils.modes import restored_modes
 
 TargetSpec = Tensor | Literal["least-likely", "random"] | None
 ModelMode = Literal["eval", "train", "keep"]
@@ -37,19 +38,18 @@ def attack_mode(model: Classifier, mode: ModelMode = "eval") -> Iterator[None]:
     """Run the body with the model in ``mode`` and its parameters frozen; restore both after."""
     if mode not in ("eval", "train", "keep"):
         raise ValueError(f"model_mode must be 'eval', 'train' or 'keep'; got {mode!r}")
-    was_training = model.training
     params = list(model.parameters())
     flags = [p.requires_grad for p in params]
-    try:
-        if mode != "keep":
-            model.train(mode == "train")
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, f in zip(params, flags, strict=True):
-            p.requires_grad_(f)
-        model.train(was_training)
+    with restored_modes(model):
+        try:
+            if mode != "keep":
+                model.train(mode == "train")
+            for p in params:
+                p.requires_grad_(False)
+            yield
+        finally:
+            for p, f in zip(params, flags, strict=True):
+                p.requires_grad_(f)
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> int:

@@ -39,6 +39,7 @@ from advlab.models.classifier import Classifier
 from advlab.models.eot import eot
 from advlab.utils import dist
 from advlab.utils.device import resolve_device
+from advlab.utils.modes import restored_modes
 from advlab.utils.progress import progress
 
 DataLike = TensorData | tuple[Tensor, Tensor] | Iterable[tuple[Tensor, Tensor]]
@@ -130,9 +131,9 @@ def evaluate(
     check_bounds(model, x_all)
     dev = dist.rank_device(device) if dist.is_distributed() else resolve_device(device)
     was_training = model.training
-    model.to(dev).eval()
     t0 = time.perf_counter()
-    try:
+    with restored_modes(model):
+        model.to(dev).eval()
         with torch.no_grad():
             model.logits(x_all[:2].to(dev))  # checks outputs, fixes num_classes
         k = int(model.num_classes or 0)
@@ -173,8 +174,6 @@ def evaluate(
         audit_block, transfer_block = result[0], result[1]
         if audit_block is not None:
             flags += [Flag(**f) for f in audit_block.pop("flags")]
-    finally:
-        model.train(was_training)
     config = {
         "suite": the_suite.name,
         "eps": eps_values,
