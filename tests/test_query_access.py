@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from advlab import attacks
+from advlab.attacks import Problem
 from advlab.data import TensorData
 from advlab.models import Classifier, GradientAccessError, query_access
 
@@ -40,3 +41,15 @@ def test_labels_access_exposes_only_the_top_label(
     assert q.access == "labels"
     with pytest.raises(ValueError):
         query_access(clf, "gradients")  # type: ignore[arg-type]
+
+
+def test_problem_counts_repeated_samples_once_per_listing(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    clf, test = digits_model
+    p = Problem(clf, test.x[:4], test.y[:4], None, torch.Generator().manual_seed(0))
+    rows = torch.tensor([0, 0, 0, 2, 3, 3])
+    p.logits(test.x[rows], rows)
+    assert p.queries.tolist() == [3, 0, 1, 2]
+    p.count(p.gradients, rows, 2)
+    assert p.gradients.tolist() == [6, 0, 2, 4]

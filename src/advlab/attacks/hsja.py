@@ -105,13 +105,10 @@ class _Run:
         p, g = self.p, self.idx[owner]
         if g.numel() == 0:
             return torch.zeros(0, dtype=torch.bool, device=g.device)
-        before = p.queries.clone()
         out = []
         for s in range(0, int(owner.numel()), self.batch_size):
-            rows = g[s : s + self.batch_size]
+            rows = g[s : s + self.batch_size]  # p.logits counts a repeated row once per listing
             out.append(p.is_adv(p.logits(xa[s : s + self.batch_size], rows), rows))
-        # p.logits counts one query per listed sample; one listed k times in a pass counts k
-        p.queries += torch.bincount(g, minlength=p.n) - (p.queries - before)
         self.spent += torch.bincount(owner, minlength=self.n)
         return torch.cat(out)
 

@@ -269,10 +269,7 @@ class OnePixel(BudgetAttack):
     def _query(p: Problem, xc: Tensor, rows: Tensor) -> Tensor:
         """Logits ``(m, K)`` of candidate images ``xc (m, ...)`` of the samples ``rows (m,)``
         (sorted, repeated): one counted query per candidate image."""
-        uniq, reps = torch.unique_consecutive(rows, return_counts=True)
-        logits = p.logits(xc, uniq)  # the forward pass; counts one query per sample ...
-        p.queries.index_add_(0, uniq, reps - 1)  # ... and one per further candidate of it
-        return logits
+        return p.logits(xc, rows)  # counts one query per listing of a sample
 
     @staticmethod
     def _fitness(p: Problem, logits: Tensor, rows: Tensor) -> Tensor:

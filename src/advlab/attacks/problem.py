@@ -50,10 +50,12 @@ class Problem:
         return t if idx is self.all else t[idx]
 
     def count(self, counter: Tensor, idx: Tensor, k: int = 1) -> None:
+        """Add ``k`` to ``counter`` for every entry of ``idx``; a sample listed several times
+        (several candidates of one input in one pass) counts once per listing."""
         if idx is self.all:
             counter += k
         else:
-            counter[idx] += k
+            counter.index_add_(0, idx, torch.full_like(idx, k, dtype=counter.dtype))
 
     def labels(self, idx: Tensor) -> tuple[Tensor, Tensor | None]:
         t = self.rows(self.target, idx) if self.target is not None else None
