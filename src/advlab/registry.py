@@ -51,20 +51,25 @@ class Registry(Generic[T]):
             known = ", ".join(self.names()) or "(none)"
             raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
-    def build(self, name: str, **kwargs: Any) -> T:
-        """Call the factory; a keyword it does not take raises ``ValueError`` naming the ones it
-        takes (factories that accept ``**kwargs`` check their own)."""
+    def build(self, name: str, /, *args: Any, **kwargs: Any) -> T:
+        """Call the factory (positional ``args``, e.g. the base models of a defense, pass
+        through); a keyword it does not take raises ``ValueError`` naming the ones it takes
+        (factories that accept ``**kwargs`` check their own)."""
         factory = self.get(name)
         params = inspect.signature(factory).parameters
         if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
-            known = [k for k in params if k != "self"]
+            known = [
+                k
+                for k, p in params.items()
+                if k != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)
+            ]
             unknown = sorted(set(kwargs) - set(known))
             if unknown:
                 raise ValueError(
                     f"{self.kind} {name} has no hyperparameter {', '.join(map(repr, unknown))}; "
                     f"its hyperparameters: {', '.join(known) or '(none)'}"
                 )
-        return factory(**kwargs)
+        return factory(*args, **kwargs)
 
     def names(self) -> list[str]:
         return sorted(self._items)

@@ -65,7 +65,17 @@ class Problem:
         """Logits ``(len(idx), K)`` at ``xa``; counts one query per sample."""
         self.count(self.queries, idx)
         with torch.no_grad():
+            return self.forward(xa, idx)
+
+    def forward(self, xa: Tensor, idx: Tensor) -> Tensor:
+        """The model's logits at ``xa`` (uncounted); a label-conditioned model (one with
+        ``conditioned_logits(x, y)``, e.g. :func:`advlab.defenses.detection_aware`) gets the
+        labels of ``idx``."""
+        conditioned = getattr(self.model, "conditioned_logits", None)
+        if conditioned is None:
             return self.model.logits(xa, check=False)
+        out: Tensor = conditioned(xa, self.rows(self.y, idx))
+        return out
 
     def loss_grad(self, xa: Tensor, idx: Tensor, loss: LossFn) -> tuple[Tensor, Tensor, Tensor]:
         """Per-sample ``loss (len(idx),)``, its input gradient ``(len(idx), ...)`` and the logits,
@@ -75,7 +85,7 @@ class Problem:
         y, t = self.labels(idx)
         with torch.enable_grad():
             xg = xa.detach().requires_grad_(True)
-            logits = self.model.logits(xg, check=False)
+            logits = self.forward(xg, idx)
             value = loss(logits, y, t)
             (grad,) = torch.autograd.grad(value.sum(), xg)
         return value.detach(), grad.detach(), logits.detach()

@@ -1,4 +1,4 @@
-"""``advlab list {models,datasets,recipes,attacks,suites}``."""
+"""``advlab list {models,datasets,recipes,defenses,attacks,suites}``."""
 
 from __future__ import annotations
 
@@ -7,15 +7,17 @@ import inspect
 
 from advlab.attacks import attacks
 from advlab.data import datasets
-from advlab.defenses.training import recipes
+from advlab.defenses import defenses, recipes
 from advlab.evaluation import suites
 from advlab.models import describe, models
 
-KINDS = ("models", "datasets", "recipes", "attacks", "suites")
+KINDS = ("models", "datasets", "recipes", "defenses", "attacks", "suites")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("list", help="list registered models, datasets, recipes, attacks or suites")
+    p = sub.add_parser(
+        "list", help="list registered models, datasets, recipes, defenses, attacks or suites"
+    )
     p.add_argument("kind", choices=KINDS)
     p.set_defaults(run=run)
 
@@ -32,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
         rows = [(name, _first_line(datasets.get(name))) for name in datasets.names()]
     elif args.kind == "recipes":
         rows = [(name, _first_line(recipes.get(name))) for name in recipes.names()]
+    elif args.kind == "defenses":
+        rows = [(name, _first_line(defenses.get(name))) for name in defenses.names()]
+        rows = rows or [("(none)", "")]
     elif args.kind == "suites":
         rows = []
         for name in suites.names():

@@ -1,5 +1,27 @@
-"""Defenses: the training loop and its recipes (adversarial training etc. build on it)."""
+"""Defenses: the training loop and its recipes, and defenses in front of a classifier
+(input transformations, detectors, generative projections), each a ``Classifier``."""
 
+from advlab.defenses.base import (
+    GRADIENT_STORIES,
+    Defended,
+    DetectionAware,
+    bpda,
+    defenses,
+    detection_aware,
+)
 from advlab.defenses.training import Recipe, Standard, TrainConfig, TrainResult, recipes, train
 
-__all__ = ["Recipe", "Standard", "TrainConfig", "TrainResult", "recipes", "train"]
+__all__ = [
+    "GRADIENT_STORIES",
+    "Defended",
+    "DetectionAware",
+    "Recipe",
+    "Standard",
+    "TrainConfig",
+    "TrainResult",
+    "bpda",
+    "defenses",
+    "detection_aware",
+    "recipes",
+    "train",
+]

@@ -70,6 +70,11 @@ def _minnorm_curves(records: list[dict[str, Any]], eps: list[float]) -> list[dic
     return curves
 
 
+def _rejected(record: dict[str, Any]) -> Tensor:
+    got = record.get("clean_rejected")  # absent in state files of advlab before detectors
+    return got if got is not None else torch.zeros_like(record["label"], dtype=torch.bool)
+
+
 def assemble(
     records: list[dict[str, Any]], suite: Suite, eps: list[float], k: int, n_examples: int
 ) -> dict[str, Any]:
@@ -79,7 +84,8 @@ def assemble(
     clean_pred = torch.cat([r["clean_pred"] for r in records])
     clean_conf = torch.cat([r["clean_conf"] for r in records])
     n = int(label.shape[0])
-    correct = clean_pred == label
+    rejected = torch.cat([_rejected(r) for r in records])
+    correct = (clean_pred == label) & ~rejected
     n_correct = int(correct.sum())
     clean = accuracy_block(n_correct, n)
     clean["mean_confidence"] = float(clean_conf.mean())
@@ -167,6 +173,7 @@ def assemble(
             "label": label.tolist(),
             "clean_pred": clean_pred.tolist(),
             "clean_confidence": clean_conf.tolist(),
+            "clean_rejected": rejected.tolist(),
             "per_eps": sample_eps,
         },
         "violation_flags": _violation_flags(records),

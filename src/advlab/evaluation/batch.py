@@ -5,7 +5,8 @@ examples)."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,6 +41,25 @@ class BatchJob:
     eps: list[float]  # ascending
     seed: int
     n_examples: int
+    views: Mapping[str, Classifier] = field(default_factory=dict)  # AttackSpec.view -> crafter
+    reject: Callable[[Tensor], Tensor] | None = None  # a detector's reject mask
+
+    def rejected(self, x: Tensor) -> Tensor:
+        if self.reject is None:
+            return torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        with torch.no_grad():
+            return self.reject(x).to(device=x.device, dtype=torch.bool)
+
+    def crafter(self, view: str) -> Classifier:
+        return self.views.get(view, self.model) if view else self.model
+
+    def score(self, crafter: Classifier, xa: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits of the evaluated model at ``xa`` (re-computed when the attack ran on another
+        view) and the reject mask there."""
+        if crafter is not self.model:
+            with torch.no_grad():
+                logits = self.model.logits(xa, check=False).float()
+        return logits, self.rejected(xa)
 
 
 def _valid(model: Classifier, xa: Tensor, logits: Tensor) -> tuple[Tensor, Tensor]:
@@ -77,7 +97,8 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
     with torch.no_grad():
         clean_logits = model.logits(x, check=False).float()
     clean_prob = torch.softmax(clean_logits, 1).max(1)
-    correct = clean_prob.indices == y
+    clean_rejected = job.rejected(x)  # a rejected clean input is an error (false positive)
+    correct = (clean_prob.indices == y) & ~clean_rejected
     n_att = len(suite.attacks)
     masks = [torch.zeros_like(correct) for _ in range(n_att)]  # broken by attack k (carried)
     adv_x = [x.clone() for _ in range(n_att)]
@@ -105,10 +126,12 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
             }
             if idx.numel():
                 seed = attack_seed(job.seed, batch, ei, k)
+                crafter = job.crafter(spec.view)
                 t0 = time.perf_counter()
                 if spec.budget:
-                    res = spec.build(job.norm, eps, seed)(model, x[idx], y[idx])
-                    xa, logits = res.x_adv, res.logits_adv.float()
+                    res = spec.build(job.norm, eps, seed)(crafter, x[idx], y[idx])
+                    xa = res.x_adv
+                    logits, rejected = job.score(crafter, xa, res.logits_adv.float())
                     ok = within(lp.size(xa - x[idx]), eps)
                     violations["eps_ball"] += int((~ok).sum())
                     counted: AttackResult | None = res
@@ -119,15 +142,18 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
                             "done": torch.zeros_like(correct),
                             "x": x.clone(),
                             "logits": clean_logits.clone(),
+                            "rejected": clean_rejected.clone(),
                         }
                     todo = idx[~c["done"][idx]]
                     counted = None
                     if todo.numel():
-                        counted = spec.build(job.norm, None, seed)(model, x[todo], y[todo])
+                        counted = spec.build(job.norm, None, seed)(crafter, x[todo], y[todo])
                         c["x"][todo] = counted.x_adv
-                        c["logits"][todo] = counted.logits_adv.float()
+                        got, rej = job.score(crafter, counted.x_adv, counted.logits_adv.float())
+                        c["logits"][todo] = got
+                        c["rejected"][todo] = rej
                         c["done"][todo] = True
-                    xa, logits = c["x"][idx], c["logits"][idx]
+                    xa, logits, rejected = c["x"][idx], c["logits"][idx], c["rejected"][idx]
                     ok = within(lp.size(xa - x[idx]), eps)
                 if x.device.type == "cuda":
                     torch.cuda.synchronize(x.device)
@@ -135,7 +161,7 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
                 finite, inside = _valid(model, xa, logits)
                 violations["nan"] += int((~finite).sum())
                 violations["bounds"] += int((~inside).sum())
-                success = (logits.argmax(1) != y[idx]) & ok & finite & inside
+                success = (logits.argmax(1) != y[idx]) & ~rejected & ok & finite & inside
                 safe = torch.where(torch.isfinite(logits), logits, torch.zeros_like(logits))
                 entry["conf_sum"] = float(torch.softmax(safe, 1).max(1).values.sum())
                 if counted is not None:
@@ -182,7 +208,7 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
         if c is not None:  # sizes of adversarial results; inf: failed; nan: not run; 0: clean wrong
             size = lp.size(c["x"] - x).float()
             finite, inside = _valid(model, c["x"], c["logits"])
-            adv = (c["logits"].argmax(1) != y) & finite & inside
+            adv = (c["logits"].argmax(1) != y) & ~c["rejected"] & finite & inside
             size = torch.where(adv, size, torch.full_like(size, float("inf")))
             size[~c["done"]] = float("nan")
             size[~correct] = 0.0
@@ -194,6 +220,7 @@ def run_batch(job: BatchJob, index: Tensor, x: Tensor, y: Tensor, batch: int) ->
         "label": y.cpu(),
         "clean_pred": clean_prob.indices.cpu(),
         "clean_conf": clean_prob.values.cpu(),
+        "clean_rejected": clean_rejected.cpu(),
         "per_eps": per_eps,
         "violations": violations,
         "examples": examples,

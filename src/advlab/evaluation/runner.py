@@ -18,7 +18,7 @@ import datetime
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +27,14 @@ from torch import Tensor
 
 from advlab._version import __version__
 from advlab.data import TensorData
+from advlab.defenses.base import Defended
 from advlab.evaluation.assemble import assemble
 from advlab.evaluation.audit import AuditInput, run_audit
 from advlab.evaluation.batch import ROBUST, BatchJob, run_batch
 from advlab.evaluation.flags import Flag, check_bounds, precheck
 from advlab.evaluation.report import KIND, SCHEMA_VERSION, RobustnessReport
 from advlab.evaluation.state import EvalState, model_digest, tensor_digest
-from advlab.evaluation.suites import Suite, get_suite, suites
+from advlab.evaluation.suites import Suite, defended_suite, get_suite, suites
 from advlab.evaluation.transfer import broken_by_transfer, craft
 from advlab.models.classifier import Classifier
 from advlab.models.eot import eot
@@ -145,7 +146,10 @@ def evaluate(
         pre = precheck(model, x_all[probe].to(dev), y_all[probe].to(dev), was_training=was_training)
         attacked = eot(model, eot_samples) if pre.randomized else model
         attacked.eval()
-        job = BatchJob(attacked, the_suite, norm, eps_values, seed, n_examples)
+        views, reject = _defense_views(model, pre.randomized, eot_samples)
+        if views:
+            the_suite = defended_suite(the_suite)
+        job = BatchJob(attacked, the_suite, norm, eps_values, seed, n_examples, views, reject)
         records = _run_batches(job, x_all, y_all, batch_size, dev, state_dir, model)
         doc = assemble(records, the_suite, eps_values, k, n_examples)
         flags: list[Flag] = list(pre.flags) + doc.pop("violation_flags")
@@ -211,6 +215,7 @@ def evaluate(
         "eps": eps_values,
         **doc,
         "flags": [f.to_dict() for f in flags],
+        "defense": _defense_block(model, doc),
         "audit": audit_block,
         "transfer": transfer_block,
         "timing": {"seconds": time.perf_counter() - t0},
@@ -224,6 +229,38 @@ def evaluate(
         },
     }
     return RobustnessReport(report)
+
+
+def _defense_views(
+    model: Classifier, randomized: bool, eot_samples: int
+) -> tuple[dict[str, Classifier], Callable[[Tensor], Tensor] | None]:
+    """For a defended model: its naive and adaptive views (EOT on top of the adaptive one when
+    the model is randomized and the view does not average already) and its reject mask."""
+    if not isinstance(model, Defended):
+        return {}, None
+    naive, adaptive = model.naive(), model.adaptive()
+    if randomized and adaptive is model:
+        adaptive = eot(model, eot_samples)
+    for view in (naive, adaptive):
+        view.eval()
+    return {"naive": naive, "adaptive": adaptive}, (model.reject if model.detects else None)
+
+
+def _defense_block(model: Classifier, doc: dict[str, Any]) -> dict[str, Any] | None:
+    if not isinstance(model, Defended):
+        return None
+    rejected = doc["samples"]["clean_rejected"]
+    n = max(len(rejected), 1)
+    return {
+        **model.defense_spec(),
+        "detects": model.detects,
+        "clean_rejected": int(sum(rejected)),
+        "clean_false_positive_rate": sum(rejected) / n if model.detects else None,
+        "views": {
+            "naive": type(model.naive()).__name__,
+            "adaptive": type(model.adaptive()).__name__,
+        },
+    }
 
 
 def _run_batches(
@@ -302,6 +339,7 @@ def _after(
     samples = doc["samples"]
     last = samples["per_eps"][-1]
     correct = torch.tensor(samples["clean_pred"]) == torch.tensor(samples["label"])
+    correct &= ~torch.tensor(samples["clean_rejected"], dtype=torch.bool)
     broken_by = last["broken_by"]
     whitebox_titles = {a.title for a in suite.attacks if a.name != "square"}
     suite_broken = torch.tensor([b not in ("", "clean") for b in broken_by])

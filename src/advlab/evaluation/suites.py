@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from advlab.attacks import Attack, BudgetAttack, attacks
@@ -70,6 +70,7 @@ class AttackSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
     relative: Mapping[str, float] = field(default_factory=dict)
     label: str = ""
+    view: str = ""  # "" the evaluated model; "naive" / "adaptive": a defended model's views
 
     @property
     def title(self) -> str:
@@ -100,6 +101,7 @@ class AttackSpec:
             "attack": self.name,
             "kind": "budget" if self.budget else "min-norm",
             "config": config,
+            **({"view": self.view} if self.view else {}),
         }
 
 
@@ -215,6 +217,18 @@ def suite_from_config(config: Mapping[str, Any]) -> Suite:
         attacks.get(str(entry["attack"]))  # unknown names list the known ones
         specs.append(AttackSpec(str(entry["attack"]), fixed, relative, str(entry.get("label", ""))))
     return Suite(str(config.get("name", "custom")), tuple(specs), bool(config.get("cascade", True)))
+
+
+def defended_suite(suite: Suite) -> Suite:
+    """The suite for a defended model (:class:`advlab.defenses.Defended`): every attack crafted
+    on the defense-unaware ``naive()`` view (same titles), then every attack crafted on the
+    informed ``adaptive()`` view (BPDA / EOT / detector-aware; titles end in ``(adaptive)``).
+    Both are scored on the defended model, so the report shows the two side by side and the
+    worst case covers both."""
+    naive = [replace(a, view="naive") for a in suite.attacks]
+    adaptive = [replace(a, view="adaptive", label=f"{a.title} (adaptive)") for a in suite.attacks]
+    notes = (*suite.notes, "defended model: naive and adaptive (BPDA/EOT/detector-aware) views")
+    return Suite(suite.name, (*naive, *adaptive), suite.cascade, notes)
 
 
 def get_suite(suite: str | Suite | Mapping[str, Any], norm: str) -> Suite:

@@ -62,14 +62,7 @@ def save(
     os.replace(tmp, folder / WEIGHTS)
     meta = {
         "schema_version": SCHEMA_VERSION,
-        "preset": clf.preset,
-        "preset_args": clf.preset_args,
-        "bounds": [clf.low.tolist(), clf.high.tolist()],
-        "mean": None if clf.mean is None else clf.mean.tolist(),
-        "std": None if clf.std is None else clf.std.tolist(),
-        "num_classes": clf.num_classes,
-        "input_shape": None if clf.input_shape is None else list(clf.input_shape),
-        "outputs": clf.outputs,
+        **_architecture(clf),
         "dataset": dataset,
         "recipe": recipe or {},
         "metrics": metrics or {},
@@ -80,6 +73,57 @@ def save(
     }
     atomic_write_json(folder / META, meta)
     return folder
+
+
+def _architecture(clf: Classifier) -> dict[str, Any]:
+    """What rebuilds ``clf`` before its weights are loaded (a defense: its spec and bases)."""
+    from advlab.defenses.base import defense_spec  # defenses import models; keep it one-way
+
+    arch: dict[str, Any] = {
+        "preset": clf.preset,
+        "preset_args": clf.preset_args,
+        "bounds": [clf.low.tolist(), clf.high.tolist()],
+        "mean": None if clf.mean is None else clf.mean.tolist(),
+        "std": None if clf.std is None else clf.std.tolist(),
+        "num_classes": clf.num_classes,
+        "input_shape": None if clf.input_shape is None else list(clf.input_shape),
+        "outputs": clf.outputs,
+    }
+    spec = defense_spec(clf)
+    if spec is not None:
+        spec["bases"] = [_architecture(b) for b in getattr(clf, "bases", [])]
+        arch["defense"] = spec
+    return arch
+
+
+def _rebuild(meta: dict[str, Any], net: nn.Module | None, where: Path) -> Classifier:
+    """An untrained Classifier with the architecture ``meta`` describes."""
+    from advlab.defenses import defenses  # registers every defense
+    from advlab.models.zoo import build  # zoo imports classifier; keep import order one-way
+
+    spec = meta.get("defense")
+    if spec is not None:
+        bases = [_rebuild(b, None, where) for b in spec.get("bases", [])]
+        return defenses.build(spec["name"], *bases, **spec.get("args", {}))
+    common: dict[str, Any] = {
+        "bounds": tuple(meta["bounds"]),
+        "mean": meta["mean"],
+        "std": meta["std"],
+    }
+    if net is not None:
+        return Classifier(
+            net,
+            num_classes=meta["num_classes"],
+            input_shape=meta["input_shape"],
+            outputs=meta.get("outputs", "logits"),
+            **common,
+        )
+    if meta.get("preset"):
+        return build(meta["preset"], **meta["preset_args"], **common)
+    raise CheckpointError(
+        f"{where} holds a bring-your-own model (no preset); pass its network: "
+        "load(path, net=MyNet())"
+    )
 
 
 def read_meta(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -111,30 +155,14 @@ def load(
     ``net`` for a bring-your-own architecture. Weights that do not fit the architecture raise
     :class:`CheckpointError` listing the missing, unexpected and mis-shaped tensors.
     """
-    from advlab.models.zoo import build  # zoo imports classifier; keep import order one-way
-
     folder = _folder(path)
     meta = read_meta(folder)
-    common: dict[str, Any] = {
-        "bounds": tuple(meta["bounds"]),
-        "mean": meta["mean"],
-        "std": meta["std"],
-    }
-    if net is not None:
-        clf = Classifier(
-            net,
-            num_classes=meta["num_classes"],
-            input_shape=meta["input_shape"],
-            outputs=meta.get("outputs", "logits"),
-            **common,
-        )
-    elif meta.get("preset"):
-        clf = build(meta["preset"], **meta["preset_args"], **common)
-    else:
+    if net is not None and meta.get("defense"):
         raise CheckpointError(
-            f"{folder} holds a bring-your-own model (no preset); pass its network: "
-            "load(path, net=MyNet())"
+            f"{folder} holds a defended model ({meta['defense'].get('name')}); its bases are "
+            "rebuilt from their presets, so net= cannot be used"
         )
+    clf = _rebuild(meta, net, folder)
     load_weights(clf, folder / WEIGHTS)
     clf.eval()
     return clf.to(device)
