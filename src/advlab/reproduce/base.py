@@ -1,0 +1,198 @@
+"""Reproductions of the seed decks' tables (registry ``reproductions``; DESIGN §2, issue 8).
+
+A reproduction trains what it needs with advlab (models are cached by a key that names their
+architecture, recipe, data size and seed), runs the paper's protocol and returns
+:class:`Cell` values: our number beside the paper's. :func:`run` writes ``results.json``,
+``table.md`` (paper | ours | difference, misses marked and explained) and the figures to the
+output folder. ``quick=True`` keeps the protocol but uses fewer epochs, images and steps.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from advlab._version import __version__
+from advlab.data import TensorData
+from advlab.data import load as load_data
+from advlab.defenses.training import Recipe, TrainConfig, train
+from advlab.models import Classifier, build, load, save
+from advlab.models.checkpoint import CheckpointError
+from advlab.registry import Registry
+from advlab.reproduce.tables import render_table
+from advlab.utils.device import resolve_device
+from advlab.utils.files import atomic_write_json, atomic_write_text
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Cell:
+    """One number of a table: ``ours`` beside ``paper`` (``None``: not reported / not run).
+
+    ``unit`` is ``"%"`` (values in percent), ``"rate"`` (0–1) or a distance name; ``tolerance``
+    is how far ours may be from the paper's value and still count as reproduced (``None``: only
+    shown); ``note`` explains a known difference.
+    """
+
+    table: str
+    row: str
+    column: str
+    paper: float | None
+    ours: float | None
+    unit: str = "%"
+    tolerance: float | None = None
+    note: str = ""
+    bound: str = ""  # "": |ours - paper| <= tolerance; "max": ours <= paper + tol; "min": >=
+
+    @property
+    def difference(self) -> float | None:
+        if self.paper is None or self.ours is None:
+            return None
+        return self.ours - self.paper
+
+    @property
+    def status(self) -> str:
+        """``"ok"``, ``"miss"`` (outside the tolerance) or ``""`` (nothing to compare)."""
+        d = self.difference
+        if d is None or self.tolerance is None:
+            return ""
+        if self.bound == "max":
+            return "ok" if d <= self.tolerance else "miss"
+        if self.bound == "min":
+            return "ok" if d >= -self.tolerance else "miss"
+        return "ok" if abs(d) <= self.tolerance else "miss"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "difference": self.difference, "status": self.status}
+
+
+@dataclass
+class Outcome:
+    cells: list[Cell]
+    notes: list[str] = field(default_factory=list)
+    figures: list[str] = field(default_factory=list)
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Context:
+    """What a reproduction may use: output and cache folders, device, seed, quick mode."""
+
+    out: Path
+    cache: Path
+    quick: bool = False
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    seed: int = 0
+    data_dir: str | None = None
+    log: Callable[[str], None] = print
+
+    def data(self, name: str, split: str, n: int | None = None) -> TensorData:
+        """A dataset split, optionally its first ``n`` samples (on the CPU)."""
+        d = load_data(name, split, data_dir=self.data_dir)
+        return d if n is None or n >= len(d) else d.subset(range(n))
+
+    def model(
+        self,
+        key: str,
+        preset: str,
+        train_data: TensorData,
+        config: TrainConfig,
+        recipe: Recipe | None = None,
+        **preset_args: Any,
+    ) -> Classifier:
+        """The model cached under ``key`` (``cache/key``), trained now if it is not there yet."""
+        folder = self.cache / key
+        if (folder / "model.json").is_file():
+            try:
+                self.log(f"[cache] {key}")
+                return load(folder, device=self.device)
+            except CheckpointError as err:
+                self.log(f"[cache] {key} unreadable ({err}); training again")
+        clf = build(preset, **preset_args)
+        self.log(f"[train] {key}: {preset}, {config.epochs} epoch(s) on {len(train_data)} samples")
+        t0 = time.perf_counter()
+        cfg = TrainConfig(**{**config.to_dict(), "device": str(self.device), "keep_best": False})
+        result = train(clf, train_data, None, cfg, recipe=recipe)
+        seconds = time.perf_counter() - t0
+        save(clf, folder, dataset=train_data.name, metrics={"train_seconds": seconds})
+        self.log(f"[train] {key}: done in {seconds:.0f} s ({len(result.history)} epochs)")
+        return clf.to(self.device).eval()
+
+
+class Reproduction:
+    """Base class: set ``name``, ``title``, ``papers`` and implement :meth:`run`."""
+
+    name: str = ""
+    title: str = ""
+    papers: tuple[str, ...] = ()
+    data: str = "mnist"
+
+    def run(self, ctx: Context) -> Outcome:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+reproductions: Registry[Reproduction] = Registry("reproduction")
+
+
+def _hardware(device: torch.device) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "device": str(device),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+def run(
+    name: str,
+    out: str | os.PathLike[str],
+    *,
+    quick: bool = False,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    cache: str | os.PathLike[str] | None = None,
+    data_dir: str | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run reproduction ``name`` and write ``results.json`` and ``table.md`` into ``out``."""
+    repro = reproductions.build(name)
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    cache_dir = Path(cache) if cache is not None else folder / "models"
+    ctx = Context(folder, cache_dir, quick, dev, seed, data_dir, log)
+    t0 = time.perf_counter()
+    outcome = repro.run(ctx)
+    seconds = time.perf_counter() - t0
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "name": repro.name,
+        "title": repro.title,
+        "papers": list(repro.papers),
+        "quick": quick,
+        "seed": seed,
+        "seconds": seconds,
+        "hardware": _hardware(dev),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "advlab_version": __version__,
+        "torch_version": torch.__version__,
+        "config": outcome.config,
+        "cells": [c.to_dict() for c in outcome.cells],
+        "notes": outcome.notes,
+        "figures": outcome.figures,
+    }
+    atomic_write_json(folder / "results.json", doc)
+    atomic_write_text(folder / "table.md", render_table(doc))
+    return doc

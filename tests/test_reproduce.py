@@ -1,0 +1,84 @@
+"""``advlab reproduce`` framework (issue 8): cells, tables, outputs, CLI."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from advlab.cli.main import main
+from advlab.reproduce import Cell, Context, Outcome, Reproduction, reproductions, run
+
+
+def test_cell_status_and_difference() -> None:
+    assert Cell("t", "r", "c", 10.0, 12.0, tolerance=3).status == "ok"
+    assert Cell("t", "r", "c", 10.0, 14.0, tolerance=3).status == "miss"
+    assert Cell("t", "r", "c", 17.9, 5.0, tolerance=0, bound="max").status == "ok"
+    assert Cell("t", "r", "c", 17.9, 18.5, tolerance=0, bound="max").status == "miss"
+    assert Cell("t", "r", "c", 90.0, 95.0, tolerance=0, bound="min").status == "ok"
+    assert Cell("t", "r", "c", None, 1.0, tolerance=1).status == ""
+    assert Cell("t", "r", "c", 1.0, 2.5).difference == pytest.approx(1.5)
+
+
+class _Tiny(Reproduction):
+    """A two-cell reproduction used by the tests."""
+
+    name = "test-tiny"
+    title = "Tiny"
+    papers = ("Nobody 2026",)
+
+    def run(self, ctx: Context) -> Outcome:
+        cells = [
+            Cell("Table 1", "model", "error", 50.0, 52.0 if ctx.quick else 70.0, tolerance=5),
+            Cell("Table 1", "model", "confidence", 0.9, 0.8, unit="rate", note="explained"),
+        ]
+        return Outcome(cells, ["a note"], [], {"quick": ctx.quick})
+
+
+@pytest.fixture
+def tiny() -> Iterator[None]:
+    reproductions.register("test-tiny", _Tiny)
+    try:
+        yield
+    finally:
+        reproductions._items.pop("test-tiny")
+
+
+def test_run_writes_results_and_a_table_that_shows_misses(tiny: None, tmp_path: Path) -> None:
+    doc = run("test-tiny", tmp_path / "a", quick=False, device="cpu", log=lambda m: None)
+    saved = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert saved["cells"] == doc["cells"] and saved["schema_version"] == 1
+    assert [c["status"] for c in saved["cells"]] == ["miss", ""]
+    table = (tmp_path / "a" / "table.md").read_text()
+    assert "| model | error | 50.0% | 70.0% | +20.0 pt | **no** (±5) |  |" in table
+    assert "| model | confidence | 0.900 | 0.800 | -0.1 |  | explained |" in table
+    assert "1 of 1 compared cells are outside their tolerance" in table
+    assert "- a note" in table
+
+
+def test_cli_lists_and_runs(tiny: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert "goodfellow2015" in listed and "test-tiny" in listed
+    assert (
+        main(["reproduce", "test-tiny", "--quick", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    )
+    assert "1/1 cells within tolerance" in capsys.readouterr().out
+    assert main(["reproduce", "no-such-table", "--out", str(tmp_path)]) == 2
+    assert "known:" in capsys.readouterr().err
+    assert main(["reproduce"]) == 2
+
+
+@pytest.mark.slow
+def test_goodfellow2015_quick(tmp_path: Path) -> None:
+    doc = run("goodfellow2015", tmp_path, quick=True, device="cpu", log=lambda m: None)
+    cells = {(c["row"], c["column"]): c["ours"] for c in doc["cells"]}
+    assert cells[("shallow softmax", "FGSM error")] > 90.0
+    assert cells[("maxout", "FGSM error")] > 70.0
+    # adversarial training helps against FGSM on itself, the noise controls much less
+    adv = cells[("maxout, adversarially trained", "FGSM error on itself")]
+    assert adv < cells[("maxout", "FGSM error")] - 20
+    assert adv < cells[("control: ±eps sign noise training", "FGSM error")]
+    assert (tmp_path / "table.md").is_file()
