@@ -20,8 +20,9 @@ the first two and scores every adversarial input on the defended model itself):
   where the paper's threat model is "attacks crafted on the classifier alone" (MagNet,
   Defense-GAN), the undefended classifier;
 - ``adaptive()``: the model an informed attacker differentiates: BPDA through non-differentiable
-  steps, detector-aware logits for detectors (:func:`detection_aware`); EOT is applied on top by
-  the evaluation when the defense is randomized;
+  steps, detector-aware logits for detectors (:func:`detection_aware`), EOT for randomized
+  defenses (the evaluation adds EOT itself only when a randomized defense's ``adaptive()`` is
+  the model unchanged);
 - ``reject(x)``: for detectors, a boolean mask of inputs the defense refuses. A rejected
   adversarial input counts as defended; a rejected clean input counts as an error (a false
   positive), as in Meng & Chen 2017.

@@ -1,0 +1,161 @@
+"""``advlab defend`` and evaluating defended checkpoints from the command line (issue 7)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from advlab import models
+from advlab.cli.main import main
+from advlab.defenses import FeatureSqueezing, ModelEnsemble
+
+
+def _run(*argv: str) -> int:
+    return main(["-q", *argv])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    root = tmp_path_factory.mktemp("ckpts")
+    out = []
+    for seed in (0, 1):
+        folder = root / f"lenet{seed}"
+        assert (
+            _run(
+                "train",
+                "--model",
+                "lenet",
+                "--dataset",
+                "digits",
+                "--epochs",
+                "3",
+                "--seed",
+                str(seed),
+                "--device",
+                "cpu",
+                "--out",
+                str(folder),
+            )
+            == 0
+        )
+        out.append(folder)
+    return out
+
+
+def test_defend_then_eval_reports_naive_and_adaptive(
+    checkpoints: list[Path], tmp_path: Path
+) -> None:
+    defended = tmp_path / "jpeg"
+    assert (
+        _run(
+            "defend",
+            "jpeg",
+            "--checkpoint",
+            str(checkpoints[0]),
+            "--set",
+            "quality=50",
+            "--out",
+            str(defended),
+        )
+        == 0
+    )
+    meta = models.read_meta(defended)
+    assert meta["defense"]["name"] == "jpeg" and meta["defense"]["args"]["quality"] == 50
+    assert meta["dataset"] == "digits"
+    out = tmp_path / "eval"
+    assert (
+        _run(
+            "eval",
+            "--checkpoint",
+            str(defended),
+            "--suite",
+            "quick",
+            "--eps",
+            "0.3",
+            "--n",
+            "60",
+            "--audit-n",
+            "40",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    report = json.loads((out / "report.json").read_text())
+    titles = [a["attack"] for a in report["per_eps"][0]["attacks"]]
+    assert titles == ["fgsm", "pgd-20", "fgsm (adaptive)", "pgd-20 (adaptive)"]
+    acc = {a["attack"]: a["accuracy"] for a in report["per_eps"][0]["attacks"]}
+    assert acc["pgd-20 (adaptive)"] < acc["fgsm"] - 0.3  # BPDA breaks what zero gradients hid
+    assert report["defense"]["gradient"] == "bpda"
+    assert "zero-gradients" in {f["code"] for f in report["flags"]}
+    assert "adaptive" in (out / "report.md").read_text()
+
+
+def test_defend_ensemble_and_detector(checkpoints: list[Path], tmp_path: Path) -> None:
+    ens = tmp_path / "ens"
+    assert (
+        _run(
+            "defend",
+            "ensemble",
+            "--checkpoint",
+            str(checkpoints[0]),
+            "--checkpoint",
+            str(checkpoints[1]),
+            "--set",
+            "combine='probs'",
+            "--out",
+            str(ens),
+        )
+        == 0
+    )
+    loaded = models.load(ens)
+    assert isinstance(loaded, ModelEnsemble) and len(loaded.bases) == 2
+    fs = tmp_path / "fs"
+    assert (
+        _run(
+            "defend",
+            "feature-squeezing",
+            "--checkpoint",
+            str(checkpoints[0]),
+            "--set",
+            "median=3",
+            "--fpr",
+            "0.1",
+            "--fit-n",
+            "300",
+            "--out",
+            str(fs),
+        )
+        == 0
+    )
+    det = models.load(fs)
+    assert isinstance(det, FeatureSqueezing)
+    assert models.read_meta(fs)["extra"]["fpr"] == 0.1
+
+
+def test_defend_errors(
+    checkpoints: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ck = str(checkpoints[0])
+    assert _run("defend", "no-such", "--checkpoint", ck, "--out", str(tmp_path / "a")) == 2
+    assert "known:" in capsys.readouterr().err
+    assert _run("defend", "magnet", "--checkpoint", ck, "--out", str(tmp_path / "b")) == 2
+    assert "advlab train --defense magnet" in capsys.readouterr().err
+    assert (
+        _run(
+            "defend", "jpeg", "--checkpoint", ck, "--set", "quality=0", "--out", str(tmp_path / "c")
+        )
+        == 2
+    )
+    assert "quality" in capsys.readouterr().err
+    assert (
+        _run(
+            "defend", "jpeg", "--checkpoint", ck, "--set", "colour=1", "--out", str(tmp_path / "d")
+        )
+        == 2
+    )
+    assert "quality" in capsys.readouterr().err  # names the options it takes
