@@ -7,7 +7,17 @@ import sys
 from collections.abc import Sequence
 
 from advlab._version import __version__
-from advlab.cli import attack, defend, demo, evaluate, listing, reproduce, train, universal
+from advlab.cli import (
+    attack,
+    defend,
+    demo,
+    evaluate,
+    listing,
+    reproduce,
+    train,
+    universal,
+    visualize,
+)
 from advlab.cli import report as report_cmd
 from advlab.cli.common import CLIError, setup_logging
 from advlab.models import GradientAccessError
@@ -30,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (listing, train, defend, evaluate, attack, universal, reproduce, demo):
+    for module in (listing, train, defend, evaluate, attack, universal, visualize, reproduce, demo):
         module.add_parser(sub)
     report_cmd.add_parser(sub)
     return p

@@ -40,6 +40,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
+from advlab.models.checkpoint import set_defense_hooks
 from advlab.models.classifier import Classifier
 from advlab.registry import Registry
 
@@ -193,3 +194,6 @@ def detection_aware(
 def defense_spec(model: Classifier) -> dict[str, Any] | None:
     """``model.defense_spec()`` for a defended model, ``None`` for a plain one."""
     return model.defense_spec() if isinstance(model, Defended) else None
+
+
+set_defense_hooks(defense_spec, defenses.build)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -75,10 +76,25 @@ def save(
     return folder
 
 
+class DefenseHooks:
+    """How checkpoints describe and rebuild defended models. ``advlab.defenses`` (a higher
+    layer) installs them on import, so this module never imports it (DESIGN §2)."""
+
+    describe: Callable[[Classifier], dict[str, Any] | None] | None = None
+    rebuild: Callable[..., Classifier] | None = None
+
+
+def set_defense_hooks(
+    describe: Callable[[Classifier], dict[str, Any] | None], rebuild: Callable[..., Classifier]
+) -> None:
+    """``describe(clf)`` -> a defense spec (``None`` for a plain model); ``rebuild(name,
+    *bases, **args)`` -> the untrained defended model."""
+    DefenseHooks.describe = describe
+    DefenseHooks.rebuild = rebuild
+
+
 def _architecture(clf: Classifier) -> dict[str, Any]:
     """What rebuilds ``clf`` before its weights are loaded (a defense: its spec and bases)."""
-    from advlab.defenses.base import defense_spec  # defenses import models; keep it one-way
-
     arch: dict[str, Any] = {
         "preset": clf.preset,
         "preset_args": clf.preset_args,
@@ -89,7 +105,7 @@ def _architecture(clf: Classifier) -> dict[str, Any]:
         "input_shape": None if clf.input_shape is None else list(clf.input_shape),
         "outputs": clf.outputs,
     }
-    spec = defense_spec(clf)
+    spec = DefenseHooks.describe(clf) if DefenseHooks.describe is not None else None
     if spec is not None:
         spec["bases"] = [_architecture(b) for b in getattr(clf, "bases", [])]
         arch["defense"] = spec
@@ -98,13 +114,17 @@ def _architecture(clf: Classifier) -> dict[str, Any]:
 
 def _rebuild(meta: dict[str, Any], net: nn.Module | None, where: Path) -> Classifier:
     """An untrained Classifier with the architecture ``meta`` describes."""
-    from advlab.defenses import defenses  # registers every defense
     from advlab.models.zoo import build  # zoo imports classifier; keep import order one-way
 
     spec = meta.get("defense")
     if spec is not None:
+        if DefenseHooks.rebuild is None:
+            raise CheckpointError(
+                f"{where} holds a defended model ({spec.get('name')}); import advlab.defenses "
+                "to load it"
+            )
         bases = [_rebuild(b, None, where) for b in spec.get("bases", [])]
-        return defenses.build(spec["name"], *bases, **spec.get("args", {}))
+        return DefenseHooks.rebuild(spec["name"], *bases, **spec.get("args", {}))
     common: dict[str, Any] = {
         "bounds": tuple(meta["bounds"]),
         "mean": meta["mean"],
