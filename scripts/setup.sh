@@ -11,6 +11,6 @@ if ! python -c "import advlab, pytest, ruff" >/dev/null 2>&1 || [ pyproject.toml
   python -m pip install --quiet --upgrade pip
   # The CPU build first, so that nothing pulls the multi-GB CUDA wheels (see README).
   python -m pip install --quiet "torch==2.13.0"
-  python -m pip install --quiet -e ".[dev]"
+  python -m pip install --quiet -e ".[dev,serve,browser]"
   touch .venv/.installed
 fi

@@ -22,6 +22,7 @@ RANK = {
     "reporting": 5,
     "reproduce": 6,
     "demo": 6,
+    "serve": 6,
     "cli": 7,
 }
 

@@ -14,6 +14,7 @@ from advlab.cli import (
     evaluate,
     listing,
     reproduce,
+    serve,
     train,
     universal,
     visualize,
@@ -40,7 +41,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("-v", "--verbose", action="store_const", const=1, dest="verbosity")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (listing, train, defend, evaluate, attack, universal, visualize, reproduce, demo):
+    for module in (
+        listing,
+        train,
+        defend,
+        evaluate,
+        attack,
+        universal,
+        visualize,
+        reproduce,
+        serve,
+        demo,
+    ):
         module.add_parser(sub)
     report_cmd.add_parser(sub)
     return p
