@@ -9,7 +9,7 @@ import pytest
 
 from advlab import models
 from advlab.cli.main import main
-from advlab.defenses import FeatureSqueezing, ModelEnsemble
+from advlab.defenses import FeatureSqueezing, MagNet, ModelEnsemble
 
 
 def _run(*argv: str) -> int:
@@ -159,3 +159,76 @@ def test_defend_errors(
         == 2
     )
     assert "quality" in capsys.readouterr().err  # names the options it takes
+
+
+def test_train_magnet_then_eval(checkpoints: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "magnet"
+    assert (
+        _run(
+            "train",
+            "--defense",
+            "magnet",
+            "--base",
+            str(checkpoints[0]),
+            "--epochs",
+            "3",
+            "--set",
+            "recipe_args={fpr=0.05}",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    meta = models.read_meta(out)
+    assert meta["defense"]["name"] == "magnet" and meta["recipe"]["fpr"] == 0.05
+    loaded = models.load(out)
+    assert isinstance(loaded, MagNet)
+    ev = tmp_path / "ev"
+    assert (
+        _run(
+            "eval",
+            "--checkpoint",
+            str(out),
+            "--suite",
+            "quick",
+            "--eps",
+            "0.2",
+            "--n",
+            "40",
+            "--no-audit",
+            "--out",
+            str(ev),
+            "--device",
+            "cpu",
+        )
+        == 0
+    )
+    report = json.loads((ev / "report.json").read_text())
+    assert report["defense"]["detects"] is True
+    assert 0.0 <= report["defense"]["clean_false_positive_rate"] <= 1.0
+    adaptive = [a for a in report["suite"]["attacks"] if a.get("view") == "adaptive"]
+    assert adaptive and all(a["config"].get("loss") == "margin" for a in adaptive)
+
+
+def test_train_generative_errors(
+    checkpoints: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert _run("train", "--defense", "magnet", "--out", str(tmp_path / "x")) == 2
+    assert "--base" in capsys.readouterr().err
+    assert (
+        _run(
+            "train",
+            "--defense",
+            "magnet",
+            "--base",
+            str(checkpoints[0]),
+            "--set",
+            "recipe_args={colour=1}",
+            "--out",
+            str(tmp_path / "y"),
+        )
+        == 2
+    )
+    assert "fpr" in capsys.readouterr().err

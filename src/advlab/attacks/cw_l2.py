@@ -84,7 +84,8 @@ def margin_grad(
     """
     with torch.enable_grad():
         xg = xa.detach().requires_grad_(True)
-        logits = p.model.logits(xg, check=False)
+        conditioned = getattr(p.model, "conditioned_logits", None)  # detection-aware views
+        logits = conditioned(xg, y) if conditioned is not None else p.model.logits(xg, check=False)
         m = margin(logits, y, t)
         (g,) = torch.autograd.grad(m.sum(), xg)
     return m.detach(), g, logits.detach()

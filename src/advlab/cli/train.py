@@ -18,6 +18,7 @@ import torch
 
 from advlab import data as aldata
 from advlab import models as almodels
+from advlab.cli import generative
 from advlab.cli.common import CLIError, add_common, add_config, resolve
 from advlab.defenses.training import Recipe, TrainConfig, build_recipe, train
 from advlab.utils import dist as dist_utils
@@ -63,8 +64,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
         "--recipe",
         "--defense",
         dest="recipe",
-        help="training recipe / defense (advlab list recipes); default standard; its "
-        "hyperparameters: --eps/--steps/--alpha or --set recipe_args={...}",
+        help="training recipe / defense (advlab list recipes), or magnet / defense-gan with "
+        "--base CKPT; default standard; hyperparameters: --eps/--steps/--alpha or "
+        "--set recipe_args={...}",
     )
     p.add_argument("--eps", type=float, help="recipe's perturbation budget (pixel units)")
     p.add_argument("--steps", type=int, help="recipe's attack steps")
@@ -79,6 +81,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--limit", type=int, help="use only the first N training samples")
     p.add_argument("--out", type=Path, required=True, help="output folder (the checkpoint)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    generative.add_arguments(p)
     add_common(p)
     add_config(p)
     p.set_defaults(run=run)
@@ -94,6 +97,8 @@ def run(args: argparse.Namespace) -> int:
         )
     if model_name not in almodels.models:
         raise CLIError(f"unknown model {model_name!r}; known: {', '.join(almodels.models.names())}")
+    if cfg["recipe"] in generative.GENERATIVE:
+        return generative.train_generative(args, cfg)
     train_cfg = TrainConfig.from_dict({k: cfg[k] for k in _TRAIN_FIELDS})
     recipe_args = cfg["recipe_args"]
     if not isinstance(recipe_args, dict):

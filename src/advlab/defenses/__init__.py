@@ -9,6 +9,9 @@ from advlab.defenses.base import (
     defenses,
     detection_aware,
 )
+from advlab.defenses.magnet import GrayBoxMagNet, MagNet, magnet
+from advlab.defenses.magnet_ae import AutoEncoder
+from advlab.defenses.magnet_fit import fit_autoencoder, fit_magnet
 from advlab.defenses.model_ensemble import ModelEnsemble
 from advlab.defenses.preprocess import (
     JPEG,
@@ -25,13 +28,16 @@ from advlab.defenses.training import Recipe, Standard, TrainConfig, TrainResult,
 __all__ = [
     "GRADIENT_STORIES",
     "JPEG",
+    "AutoEncoder",
     "BitDepth",
     "CropRescale",
     "Defended",
     "DetectionAware",
     "FeatureSqueezing",
     "GaussianBlur",
+    "GrayBoxMagNet",
     "InputTransformDefense",
+    "MagNet",
     "MedianFilter",
     "ModelEnsemble",
     "NotFittedError",
@@ -43,6 +49,9 @@ __all__ = [
     "bpda",
     "defenses",
     "detection_aware",
+    "fit_autoencoder",
+    "fit_magnet",
+    "magnet",
     "recipes",
     "train",
 ]

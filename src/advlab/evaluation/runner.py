@@ -148,7 +148,7 @@ def evaluate(
         attacked.eval()
         views, reject = _defense_views(model, pre.randomized, eot_samples)
         if views:
-            the_suite = defended_suite(the_suite)
+            the_suite = defended_suite(the_suite, detector=reject is not None)
         job = BatchJob(attacked, the_suite, norm, eps_values, seed, n_examples, views, reject)
         records = _run_batches(job, x_all, y_all, batch_size, dev, state_dir, model)
         doc = assemble(records, the_suite, eps_values, k, n_examples)

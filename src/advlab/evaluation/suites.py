@@ -31,6 +31,7 @@ A custom suite comes from a mapping (e.g. a TOML table)::
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -219,14 +220,25 @@ def suite_from_config(config: Mapping[str, Any]) -> Suite:
     return Suite(str(config.get("name", "custom")), tuple(specs), bool(config.get("cascade", True)))
 
 
-def defended_suite(suite: Suite) -> Suite:
+def _takes_loss(name: str) -> bool:
+    return "loss" in inspect.signature(attacks.get(name)).parameters
+
+
+def defended_suite(suite: Suite, *, detector: bool = False) -> Suite:
     """The suite for a defended model (:class:`advlab.defenses.Defended`): every attack crafted
     on the defense-unaware ``naive()`` view (same titles), then every attack crafted on the
     informed ``adaptive()`` view (BPDA / EOT / detector-aware; titles end in ``(adaptive)``).
     Both are scored on the defended model, so the report shows the two side by side and the
-    worst case covers both."""
+    worst case covers both. Against a ``detector`` the adaptive attacks that take a ``loss``
+    use the CW margin loss unless the suite sets one: cross-entropy saturates where the
+    detector term lifts the true class, the margin keeps its gradient."""
     naive = [replace(a, view="naive") for a in suite.attacks]
-    adaptive = [replace(a, view="adaptive", label=f"{a.title} (adaptive)") for a in suite.attacks]
+    adaptive = []
+    for a in suite.attacks:
+        kwargs = dict(a.kwargs)
+        if detector and "loss" not in kwargs and _takes_loss(a.name):
+            kwargs["loss"] = "margin"
+        adaptive.append(replace(a, kwargs=kwargs, view="adaptive", label=f"{a.title} (adaptive)"))
     notes = (*suite.notes, "defended model: naive and adaptive (BPDA/EOT/detector-aware) views")
     return Suite(suite.name, (*naive, *adaptive), suite.cascade, notes)
 
