@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from advlab import models
 from advlab.cli.main import main
-from advlab.defenses import FeatureSqueezing, MagNet, ModelEnsemble
+from advlab.defenses import DefenseGAN, FeatureSqueezing, MagNet, ModelEnsemble
 
 
 def _run(*argv: str) -> int:
@@ -232,3 +233,32 @@ def test_train_generative_errors(
         == 2
     )
     assert "fpr" in capsys.readouterr().err
+
+
+def test_train_defense_gan_rec(checkpoints: list[Path], tmp_path: Path) -> None:
+    out = tmp_path / "dgan"
+    options = (
+        "recipe_args={gan_iterations=20, latent_dim=8, width=8, iterations=5, restarts=2, "
+        'variant="rec", rec_train_n=64, classifier_epochs=1}'
+    )
+    assert (
+        _run(
+            "train",
+            "--defense",
+            "defense-gan",
+            "--base",
+            str(checkpoints[0]),
+            "--set",
+            options,
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    loaded = models.load(out)
+    assert isinstance(loaded, DefenseGAN) and loaded.variant == "rec"
+    assert loaded.defense_args()["iterations"] == 5
+    x = torch.rand(4, 1, 8, 8)
+    assert loaded.predict(x).shape == (4,)

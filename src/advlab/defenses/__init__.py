@@ -9,6 +9,8 @@ from advlab.defenses.base import (
     defenses,
     detection_aware,
 )
+from advlab.defenses.defense_gan import DefenseGAN, latent_attack, reconstruct
+from advlab.defenses.gan import Generator, train_gan
 from advlab.defenses.magnet import GrayBoxMagNet, MagNet, magnet
 from advlab.defenses.magnet_ae import AutoEncoder
 from advlab.defenses.magnet_fit import fit_autoencoder, fit_magnet
@@ -32,9 +34,11 @@ __all__ = [
     "BitDepth",
     "CropRescale",
     "Defended",
+    "DefenseGAN",
     "DetectionAware",
     "FeatureSqueezing",
     "GaussianBlur",
+    "Generator",
     "GrayBoxMagNet",
     "InputTransformDefense",
     "MagNet",
@@ -51,7 +55,10 @@ __all__ = [
     "detection_aware",
     "fit_autoencoder",
     "fit_magnet",
+    "latent_attack",
     "magnet",
     "recipes",
+    "reconstruct",
     "train",
+    "train_gan",
 ]
