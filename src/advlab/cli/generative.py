@@ -5,12 +5,13 @@ generative parts around a trained classifier and save the defended checkpoint.
   thresholds calibrated on the validation split (:func:`advlab.defenses.magnet_fit.fit_magnet`);
   ``--epochs`` trains the autoencoders; ``--set recipe_args={fpr=0.001, pool=8}`` etc. pass
   through.
-- ``defense-gan``: all options go in ``--set recipe_args={...}``: a WGAN-GP generator (:func:`advlab.defenses.gan.train_gan`: ``--epochs``, or
-  ``gan_iterations`` / ``time_limit`` and its other options), then the projection
-  (``iterations`` = L, ``restarts`` = R, ``lr_z``, ``momentum``, ``decay_at``, ``init_std``);
-  ``variant="rec"`` also trains a fresh copy of the base architecture on reconstructions
-  (Defense-GAN-Rec) for ``classifier_epochs`` (2) epochs, on the first ``rec_train_n`` training
-  images (default all; at L = 200, R = 10 a CPU projects ~1,000 images in minutes).
+- ``defense-gan`` (options in ``--set recipe_args={...}``): a WGAN-GP generator
+  (:func:`advlab.defenses.gan.train_gan`: ``--epochs``, or ``gan_iterations`` / ``time_limit``
+  and its other options), then the projection (``iterations`` = L, ``restarts`` = R, ``lr_z``,
+  ``momentum``, ``decay_at``, ``init_std``); ``variant="rec"`` also trains a fresh copy of the
+  base architecture on reconstructions (Defense-GAN-Rec) for ``classifier_epochs`` (2) epochs,
+  on the first ``rec_train_n`` training images (default all; at L = 200, R = 10 a CPU projects
+  ~1,000 images in minutes).
 """
 
 from __future__ import annotations
