@@ -82,3 +82,13 @@ def test_goodfellow2015_quick(tmp_path: Path) -> None:
     assert adv < cells[("maxout", "FGSM error")] - 20
     assert adv < cells[("control: ±eps sign noise training", "FGSM error")]
     assert (tmp_path / "table.md").is_file()
+
+
+@pytest.mark.slow
+def test_magnet2017_quick(tmp_path: Path) -> None:
+    doc = run("magnet2017", tmp_path, quick=True, device="cpu", log=lambda m: None)
+    cells = {(c["row"], c["column"]): c["ours"] for c in doc["cells"]}
+    # attacks crafted on the classifier alone are stopped; the white-box attack gets through
+    assert cells[("Carlini L2", "no defense")] < cells[("Carlini L2", "with MagNet")] - 20
+    adaptive = cells[("PGD Linf eps 0.3, margin loss, knows AEs + detectors", "with MagNet")]
+    assert adaptive < cells[("Carlini L2", "with MagNet")] - 10
