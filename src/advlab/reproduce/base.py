@@ -117,7 +117,9 @@ class Context:
                 return load(folder, device=self.device)
             except CheckpointError as err:
                 self.log(f"[cache] {key} unreadable ({err}); training again")
-        clf = build(preset, **preset_args)
+        with torch.random.fork_rng(devices=[]):  # initial weights from the seed, not global state
+            torch.manual_seed(self.seed)
+            clf = build(preset, **preset_args)
         self.log(f"[train] {key}: {preset}, {config.epochs} epoch(s) on {len(train_data)} samples")
         t0 = time.perf_counter()
         cfg = TrainConfig(**{**config.to_dict(), "device": str(self.device), "keep_best": False})
