@@ -107,7 +107,7 @@ def canvas_ink(page: Any, selector: str) -> float:
 def test_page_loads_lists_and_curve(page: Any) -> None:
     page.wait_for_selector("#samples canvas >> nth=19")
     assert page.locator("#samples canvas").count() == 20
-    page.wait_for_selector("#model option")  # models and samples load independently
+    page.wait_for_selector("#model option", state="attached")  # models and samples load independently
     assert page.locator("#model option").count() == 1
     assert "fgsm" in page.locator("#attack option").evaluate_all("os => os.map(o => o.value)")
     page.wait_for_selector("#curve polyline")  # the accuracy-vs-eps curve came
