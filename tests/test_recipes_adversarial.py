@@ -403,6 +403,38 @@ def test_fast_default_step_is_five_quarters_of_eps() -> None:
     assert Fast(eps=0.3, alpha=0.1).alpha == 0.1
 
 
+def test_fast_unclipped_start_is_a_bounded_fgsm_step_from_the_raw_noise(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    """Wong et al.'s MNIST variant: the gradient is taken at the unclipped random start, the
+    result is in the eps-ball and the bounds, the model's mode and parameter flags are kept,
+    no parameter gradient is left and the global RNG drives the draw (reproducible)."""
+    clf, test = digits_model
+    x, y = test.x[:64], test.y[:64]
+    recipe = Fast(eps=0.3, clip_start=False)
+    assert recipe.config()["clip_start"] is False
+    clf.train()
+    torch.manual_seed(0)
+    a = recipe.unclipped_start_fgsm(clf, x, y)
+    torch.manual_seed(0)
+    b = recipe.unclipped_start_fgsm(clf, x, y)
+    assert clf.training
+    clf.eval()
+    assert torch.equal(a, b)
+    assert (a - x).abs().max() <= 0.3 + 1e-6 and a.min() >= 0.0 and a.max() <= 1.0
+    assert all(p.grad is None and p.requires_grad for p in clf.parameters())
+    # free coordinates: |clip(d + 0.375 s, -0.3, 0.3)| >= 0.075 for |d| < 0.3, and it is on the
+    # ball's edge exactly when d.s > -0.075, which has probability 0.625 for d ~ U(-0.3, 0.3)
+    free = ((a - x).abs() <= 0.3 + 1e-6) & (x > 0.3) & (x < 0.7)
+    moved = (a - x).abs()[free]
+    assert moved.min() >= 0.075 - 1e-6
+    assert 0.5 < (moved > 0.3 - 1e-6).float().mean() < 0.75
+    loss, logits = recipe.loss(clf, x, y)
+    assert loss.requires_grad and logits.shape == (64, 10)
+    with pytest.raises(TypeError, match="clip_start must be True or False"):
+        Fast(clip_start="no")  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("name", "kwargs", "error", "match"),
     [

@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from advlab.attacks import PGD
+from advlab.attacks.base import attack_mode
 from advlab.defenses.training.adversarial import (
     CraftMode,
     RobustValidation,
@@ -79,6 +82,11 @@ class Fast(RobustValidation):
         stop_on_overfit: stop training when :func:`detect_overfit` fires (default True); when
             False it only logs a warning.
         overfit_drop, overfit_ratio: the detector's thresholds (:func:`detect_overfit`).
+        clip_start: clip the random start to the bounds before the gradient is taken (default
+            True, as advlab's ``pgd`` does and as the paper's CIFAR-10 code does). False is the
+            paper's MNIST script (:meth:`unclipped_start_fgsm`), which its published MNIST
+            numbers come from: with the start clipped, alpha 0.375 overfits catastrophically on
+            MNIST (measured: validation PGD accuracy 0.2% by epoch 2 with FGSM accuracy 92%).
 
     The paper's schedule is a cyclic learning rate, which a recipe cannot set: use
     ``TrainConfig(schedule="cyclic", warmup=0.4, ...)``. Its MNIST run (98.50% clean, 88.77%
@@ -108,6 +116,7 @@ class Fast(RobustValidation):
         stop_on_overfit: bool = True,
         overfit_drop: float = 0.2,
         overfit_ratio: float = 0.5,
+        clip_start: bool = True,
     ) -> None:
         self.eps = check_number("eps", eps)
         self.alpha = 1.25 * self.eps if alpha is None else check_number("alpha", alpha)
@@ -118,6 +127,9 @@ class Fast(RobustValidation):
         self.stop_on_overfit = stop_on_overfit
         self.overfit_drop = check_number("overfit_drop", overfit_drop, 0.0, 1.0)
         self.overfit_ratio = check_number("overfit_ratio", overfit_ratio, 0.0, 1.0)
+        if not isinstance(clip_start, bool):
+            raise TypeError(f"clip_start must be True or False; got {clip_start!r}")
+        self.clip_start = clip_start
 
     def attack(self) -> PGD:
         """FGSM with random start for one batch (fresh seed from the global RNG)."""
@@ -126,8 +138,26 @@ class Fast(RobustValidation):
         )
 
     def loss(self, model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        x_adv = self.attack().craft(model, x, y, model_mode=self.craft_mode)
+        if self.clip_start:
+            x_adv = self.attack().craft(model, x, y, model_mode=self.craft_mode)
+        else:
+            x_adv = self.unclipped_start_fgsm(model, x, y)
         return mixed_loss(model, x, y, x_adv, 0.0)
+
+    def unclipped_start_fgsm(self, model: Classifier, x: Tensor, y: Tensor) -> Tensor:
+        """The step of Wong et al.'s MNIST script: the gradient is taken at ``x + δ``,
+        ``δ ~ U(−eps, eps)``, *not* clipped to the bounds (the authors confirm the missing clip
+        was unintended, and that the step size may need lowering with it); the returned point
+        ``x + clip(δ + alpha·sign(g), −eps, eps)`` is clipped to the bounds as always."""
+        gen = torch.Generator(device=x.device).manual_seed(craft_seed())
+        noise = torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+        delta = (2.0 * noise - 1.0) * self.eps
+        with attack_mode(model, self.craft_mode), torch.enable_grad():
+            start = (x + delta).requires_grad_(True)
+            loss = F.cross_entropy(model.logits(start, check=False), y)
+            (grad,) = torch.autograd.grad(loss, start)
+        delta = (delta + self.alpha * grad.sign()).clamp(-self.eps, self.eps)
+        return torch.maximum(torch.minimum(x + delta, model.high), model.low).detach()
 
     def stop_reason(self, history: list[dict[str, float]]) -> str | None:
         reason = detect_overfit(history, drop=self.overfit_drop, ratio=self.overfit_ratio)
@@ -147,4 +177,5 @@ class Fast(RobustValidation):
             "stop_on_overfit": self.stop_on_overfit,
             "overfit_drop": self.overfit_drop,
             "overfit_ratio": self.overfit_ratio,
+            "clip_start": self.clip_start,
         }
