@@ -25,7 +25,7 @@ T_CW = "CW targeted attacks on MNIST: success (%) and mean distance over targets
 REL_TOL = 0.3  # distances within 30% of the paper's count as reproduced
 
 
-QUICK_IMAGES, FULL_IMAGES = 2, 100
+QUICK_IMAGES, FULL_IMAGES = 8, 100
 
 
 def cw_attacks(quick: bool) -> dict[str, Attack]:
