@@ -1,11 +1,13 @@
 """The web demo's JSON API (``advlab serve``): lists, samples, attacks, curves, validation,
-errors that never take the server down, latency, and the model zoo's train-then-cache path."""
+errors that never take the server down, latency, the model zoo's train-then-cache path, and the
+defended models (MagNet, Defense-GAN: naive/adaptive views, the detector's verdicts)."""
 
 from __future__ import annotations
 
 import argparse
 import base64
 import io
+import itertools
 import json
 import os
 import time
@@ -31,17 +33,38 @@ with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2 instead of h
 from advlab.serve.app import create_app
 from advlab.serve.attacks import MENU, AttackSpec
 from advlab.serve.curves import CurveConfig
-from advlab.serve.models import ZOO, DemoModel, load_zoo
+from advlab.serve.models import (
+    DEFAULT_MODELS,
+    ZOO,
+    DemoModel,
+    load_defense_gan_checkpoint,
+    load_zoo,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*httpx.*deprecated")
 
 
 @pytest.fixture(scope="module")
-def served(digits_model: tuple[Classifier, TensorData]) -> tuple[TestClient, TensorData]:
+def quick_zoo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, dict[str, DemoModel]]:
+    """The default zoo on the digits at the quick budget, trained once (MagNet included)."""
+    from advlab import data
+
+    folder = tmp_path_factory.mktemp("zoo")
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    return folder, load_zoo(train, test, folder, quick=True)
+
+
+@pytest.fixture(scope="module")
+def served(
+    digits_model: tuple[Classifier, TensorData], quick_zoo: tuple[Any, dict[str, DemoModel]]
+) -> tuple[TestClient, TensorData]:
     clf, test = digits_model
-    zoo = {"plain": DemoModel("plain", "Plain", "digits LeNet", clf, "digits", eps_max=0.5)}
-    app = create_app(zoo, test, curve=CurveConfig(n=40, eps_step=0.25, pgd_steps=3))
-    return TestClient(app), test
+    zoo = {
+        "plain": DemoModel("plain", "Plain", "digits LeNet", clf, "digits", eps_max=0.5),
+        "magnet": quick_zoo[1]["magnet"],
+    }
+    curve = CurveConfig(n=40, eps_step=0.25, pgd_steps=3, adaptive_steps=3)
+    return TestClient(create_app(zoo, test, curve=curve)), test
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +88,16 @@ def attack(client: TestClient, **kw: Any) -> Any:
 def test_models_and_attacks_are_listed(client: TestClient) -> None:
     body = client.get("/api/models").json()
     assert body["dataset"] == "digits"
-    (m,) = body["models"]
+    m, mag = body["models"]
     assert m["name"] == "plain" and m["input_shape"] == [1, 8, 8]
     assert m["eps"]["min"] == 0.0 and m["eps"]["max"] == 0.5
+    assert m["defense"] is None and m["detects"] is False
+    assert mag["name"] == "magnet" and mag["detects"] is True
+    d = mag["defense"]
+    assert d["name"] == "magnet" and d["detects"] is True and d["gradient"] == "exact"
+    assert "LeNet alone" in d["naive"] and "detectors" in d["adaptive"]
+    assert d["settings"]["fpr"] == 0.02 and d["settings"]["detectors"] == ["I:l2", "II:l1"]
+    assert 0 <= mag["clean_rejected"] <= 1 and mag["clean_n"] == 359
     attacks = {a["name"]: a for a in client.get("/api/attacks").json()["attacks"]}
     assert {"fgsm", "pgd", "pgd-margin", "square", "deepfool"} <= set(attacks)
     assert attacks["fgsm"]["steps"] is None and attacks["pgd"]["steps"]["max"] == 200
@@ -164,6 +194,118 @@ def test_fgsm_and_pgd20_answer_in_under_a_second() -> None:
             assert r.status_code == 200
         assert min(times) < 1.0, f"{name}: {times}"
         assert r.json()["gradients"] == steps
+
+
+# ------------------------------------------------------------------------- defended models
+def test_rejected_field_is_null_for_plain_and_boolean_for_magnet(client: TestClient) -> None:
+    plain = attack(client, attack="fgsm", eps=0.3).json()
+    assert plain["rejected"] is None and plain["view"] == "model" and plain["defense"] is None
+    assert plain["adaptive"] is False
+    for adaptive in (False, True):
+        r = attack(client, model="magnet", attack="pgd", eps=0.3, steps=10, adaptive=adaptive)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["view"] == ("adaptive" if adaptive else "naive")
+        assert body["defense"] == "magnet" and body["adaptive"] is adaptive
+        rej = body["rejected"]
+        assert set(rej) == {"clean", "adversarial"}
+        assert all(isinstance(v, bool) for v in rej.values())
+        if rej["adversarial"]:
+            assert body["success"] is False  # a rejected adversarial input counts as defended
+        else:
+            assert body["success"] == (body["pred_after"] != body["pred_before"])
+        assert body["linf"] <= 0.3 + 1e-5
+        assert body["config"]["early_stop"] is adaptive  # adaptive on a detector: first success
+
+
+def test_rejection_matches_the_defense_and_naive_targets_the_lenet(
+    served: tuple[TestClient, TensorData],
+) -> None:
+    client = served[0]
+    m = client.app.state.models["magnet"]  # type: ignore[attr-defined]
+    body = attack(client, model="magnet", attack="fgsm", eps=0.5).json()
+    x, x_adv = (torch.tensor(body[k])[None, None] for k in ("x", "x_adv"))
+    with torch.no_grad():
+        assert bool(m.clf.reject(x_adv)[0]) == body["rejected"]["adversarial"]
+        assert bool(m.clf.reject(x)[0]) == body["rejected"]["clean"]
+        assert int(m.clf.predict(x)[0]) == body["pred_before"]
+    assert m.view(False) is m.clf.base and m.view(True) is m.view(True)
+
+
+DEFENDED_BAD: list[tuple[str, dict[str, Any], str]] = [
+    ("adaptive on an undefended model", {"adaptive": True}, "has no defense"),
+    ("adaptive as a string", {"model": "magnet", "adaptive": "yes"}, "adaptive"),
+    ("adaptive as a number", {"model": "magnet", "adaptive": 1}, "adaptive"),
+    ("adaptive null", {"model": "magnet", "adaptive": None}, "adaptive"),
+    ("magnet, eps above max", {"model": "magnet", "adaptive": True, "eps": 0.9}, "eps must be"),
+    ("magnet, wrong size", {"model": "magnet", "image": [[0.0] * 9] * 9}, "image must be"),
+    ("magnet, steps too large", {"model": "magnet", "attack": "pgd", "steps": 500}, "steps"),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "change", "message"), DEFENDED_BAD, ids=[b[0] for b in DEFENDED_BAD]
+)
+def test_adaptive_flag_and_bad_input_on_magnet_get_422(
+    client: TestClient, what: str, change: dict[str, Any], message: str
+) -> None:
+    r = attack(client, **change)
+    assert r.status_code == 422, r.text
+    assert message in r.json()["detail"]
+
+
+def test_magnet_curve_counts_rejections_as_defended(client: TestClient) -> None:
+    body = client.get("/api/curve?model=magnet").json()
+    assert set(body["curves"]) == {"fgsm", "pgd", "pgd-adaptive"}
+    assert body["labels"] == {
+        "fgsm": "FGSM naive",
+        "pgd": "PGD-3 naive",
+        "pgd-adaptive": "PGD-3 adaptive",
+    }
+    assert "rejected adversarial input counts as defended" in body["note"]
+    for acc in body["curves"].values():  # the per-sample worst case: never rises with eps
+        assert all(a >= b for a, b in itertools.pairwise(acc))
+    plain = client.get("/api/curve?model=plain").json()
+    assert plain["note"] is None and plain["labels"]["pgd-margin"] == "PGD-3 margin"
+
+
+def test_defense_gan_opt_in_caps_adaptive_steps_and_loads_checkpoints(
+    quick_zoo: tuple[Any, dict[str, DemoModel]], tmp_path: Any
+) -> None:
+    from advlab import data
+    from advlab.defenses import DefenseGAN
+
+    folder, zoo = quick_zoo
+    train, test = data.load("digits", "train"), data.load("digits", "test")
+    assert "defense-gan" not in DEFAULT_MODELS and "magnet" in DEFAULT_MODELS
+    dg = load_zoo(train, test, folder, quick=True, names=["defense-gan"])["defense-gan"]
+    assert isinstance(dg.clf, DefenseGAN) and dg.clf.projector.iterations == 5
+    assert "DEMO QUALITY" in dg.description and dg.adaptive_max_steps == 20
+    client = TestClient(create_app({"defense-gan": dg}, test))
+    info = client.get("/api/models").json()["models"][0]
+    assert info["detects"] is False and info["defense"]["gradient"] == "bpda"
+    image = sample_image(client)
+    body = {"image": image, "model": "defense-gan", "attack": "pgd", "eps": 0.3}
+    r = client.post("/api/attack", json=body | {"steps": 21, "adaptive": True})
+    assert r.status_code == 422 and "at most 20" in r.json()["detail"]
+    r = client.post("/api/attack", json=body | {"steps": 21})  # naive: crafted on the LeNet
+    assert r.status_code == 200 and r.json()["view"] == "naive"
+    r = client.post("/api/attack", json=body | {"steps": 3, "adaptive": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["rejected"] is None and r.json()["view"] == "adaptive"
+    curve = client.get("/api/curve?model=defense-gan").json()
+    assert curve["n"] == 20 and "rejected" not in curve["note"]  # its limits; no detector
+    # a checkpoint as `advlab train --defense defense-gan` writes it: served with a bounded L, R
+    big = DefenseGAN(dg.clf.base, dg.clf.generator, iterations=200, restarts=10)
+    models.save(big, tmp_path / "ckpt", dataset="digits")
+    served = load_defense_gan_checkpoint(tmp_path / "ckpt", train, test, tmp_path / "cache")
+    assert served.name == "defense-gan" and served.clean_accuracy is not None
+    assert served.clf.projector.iterations == 25 and served.clf.projector.restarts == 4
+    assert "L = 200, R = 10" in served.description
+    with pytest.raises(ValueError, match="not a Defense-GAN"):
+        load_defense_gan_checkpoint(zoo["plain"].folder, train, test, tmp_path / "cache")
+    with pytest.raises(ValueError, match="cannot load"):
+        load_defense_gan_checkpoint(tmp_path / "nope", train, test, tmp_path / "cache")
 
 
 # ------------------------------------------------------------------------- bad input: 4xx
@@ -271,24 +413,30 @@ def test_curve_is_computed_once_and_cached(client: TestClient) -> None:
 
 
 # ---------------------------------------------------------------------------------- zoo
-def test_zoo_trains_then_loads_from_cache(tmp_path: Any) -> None:
+def test_zoo_trains_then_loads_from_cache(quick_zoo: tuple[Any, dict[str, DemoModel]]) -> None:
     from advlab import data
+    from advlab.defenses import MagNet
 
+    folder, first = quick_zoo
     train, test = data.load("digits", "train"), data.load("digits", "test")
-    first = load_zoo(train, test, tmp_path, quick=True)
-    assert list(first) == list(ZOO)
+    assert list(first) == list(DEFAULT_MODELS) == [n for n in ZOO if n != "defense-gan"]
     for m in first.values():
         assert m.folder is not None and (m.folder / "serve.json").is_file()
         assert m.input_shape == (1, 8, 8) and m.clean_accuracy is not None
     assert first["plain"].clean_accuracy > 0.5  # type: ignore[operator]
+    mag = first["magnet"].clf
+    assert isinstance(mag, MagNet) and bool(mag.magnet.trained)
+    base = first["plain"].clf.state_dict()  # MagNet wraps the plain model's weights
+    assert all(torch.equal(base[k], v) for k, v in mag.base.state_dict().items())
     t0 = time.perf_counter()
-    again = load_zoo(train, test, tmp_path, quick=True, names=["plain", "distilled"])
+    again = load_zoo(train, test, folder, quick=True, names=["magnet", "distilled"])
     assert time.perf_counter() - t0 < 5
+    assert list(again) == ["magnet", "distilled"]  # the base was loaded, not served
     for name, m in again.items():
         a, b = first[name].clf.state_dict(), m.clf.state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ValueError, match="unknown demo model"):
-        load_zoo(train, test, tmp_path, names=["magnet"])
+        load_zoo(train, test, folder, names=["nope"])
 
 
 def test_cli_parser_defaults_to_localhost() -> None:
@@ -298,4 +446,6 @@ def test_cli_parser_defaults_to_localhost() -> None:
     serve.add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["serve", "--data", "digits"])
     assert args.host == "127.0.0.1" and args.port == 8000 and args.data == "digits"
-    assert args.run is serve.run
+    assert args.run is serve.run and args.defense_gan_checkpoint is None
+    args = parser.parse_args(["serve", "--defense-gan-checkpoint", "runs/dg"])
+    assert str(args.defense_gan_checkpoint) == "runs/dg"

@@ -35,16 +35,25 @@ import uvicorn  # noqa: E402
 
 from advlab.serve.app import create_app  # noqa: E402
 from advlab.serve.curves import CurveConfig  # noqa: E402
-from advlab.serve.models import DemoModel  # noqa: E402
+from advlab.serve.models import DemoModel, load_zoo  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def server(digits_model: tuple[Classifier, TensorData]) -> Iterator[str]:
+def server(
+    digits_model: tuple[Classifier, TensorData], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    from advlab import data
+
     clf, test = digits_model
+    train = data.load("digits", "train")
+    magnet = load_zoo(train, test, tmp_path_factory.mktemp("zoo"), names=["magnet"], quick=True)
     zoo = {
         "plain": DemoModel("plain", "Plain LeNet", "digits LeNet", clf, "digits", eps_max=0.5),
+        "magnet": magnet["magnet"],
     }
-    app = create_app(zoo, test, curve=CurveConfig(n=40, eps_step=0.25, pgd_steps=3))
+    app = create_app(
+        zoo, test, curve=CurveConfig(n=40, eps_step=0.25, pgd_steps=3, adaptive_steps=3)
+    )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))  # a free port, held by us until uvicorn takes the socket
     port = sock.getsockname()[1]
@@ -107,8 +116,11 @@ def canvas_ink(page: Any, selector: str) -> float:
 def test_page_loads_lists_and_curve(page: Any) -> None:
     page.wait_for_selector("#samples canvas >> nth=19")
     assert page.locator("#samples canvas").count() == 20
-    page.wait_for_selector("#model option", state="attached")  # models and samples load independently
-    assert page.locator("#model option").count() == 1
+    page.wait_for_selector(
+        "#model option", state="attached"
+    )  # models and samples load independently
+    assert page.locator("#model option").count() == 2
+    assert page.is_hidden("#defense-box")  # the plain model has no defense
     assert "fgsm" in page.locator("#attack option").evaluate_all("os => os.map(o => o.value)")
     page.wait_for_selector("#curve polyline")  # the accuracy-vs-eps curve came
     assert page.locator("#curve polyline").count() == 3
@@ -163,3 +175,29 @@ def test_server_errors_are_shown(page: Any) -> None:
     page.click("#attack-btn")
     page.wait_for_function("document.getElementById('status').classList.contains('error')")
     assert "steps" in page.inner_text("#status")
+
+
+def test_magnet_result_shows_the_detector_verdict(page: Any) -> None:
+    page.errors.clear()  # type: ignore[attr-defined]  # the previous test's 422 was on purpose
+    page.select_option("#model", "magnet")
+    assert page.is_visible("#defense-box") and "Naive" in page.inner_text("#view-desc")
+    assert "detector" in page.inner_text("#model-desc")
+    page.wait_for_function("document.getElementById('curve-desc').textContent.includes('rejected')")
+    page.locator("#samples canvas").nth(3).click()
+    page.select_option("#attack", "fgsm")
+    set_range(page, "#eps", 0.5)
+    page.click("#attack-btn")
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('Done')")
+    assert page.is_visible("#detector")
+    verdict = page.inner_text("#detector")
+    assert verdict.startswith(("Rejected by the detector", "Accepted by the detector")), verdict
+    if verdict.startswith("Rejected"):
+        assert "rejected" in page.inner_text("#pred-after") and "caught" in page.inner_text(
+            "#stats"
+        )
+    assert "fgsm on magnet (naive" in page.inner_text("#stats")
+    page.check("#adaptive")
+    assert "Adaptive" in page.inner_text("#view-desc")
+    page.select_option("#model", "plain")
+    assert page.is_hidden("#defense-box")
+    assert page.errors == []  # type: ignore[attr-defined]

@@ -1,8 +1,11 @@
 """``advlab serve``: the offline web demo (FastAPI + uvicorn; ``pip install 'advlab[serve]'``).
 
-On first start it trains the demo models (plain, fast-AT, PGD-AT, distilled LeNets; about a
-minute on 2 CPU cores for MNIST) and caches them in ``--models-dir``; later starts load them in
-seconds. MNIST comes from ``--data-dir`` / ``$ADVLAB_DATA`` / ``~/.cache/advlab`` (downloaded
+On first start it trains the demo models (plain, fast-AT, PGD-AT, distilled LeNets and MagNet
+in front of the plain one; about a minute and a half of CPU time for MNIST) and caches them in
+``--models-dir``; later starts load them in seconds. Defense-GAN is opt-in: ``--models
+...,defense-gan`` trains a demo-quality GAN at first start (about 2 more minutes), or
+``--defense-gan-checkpoint DIR`` serves one made by ``advlab train --defense defense-gan``.
+MNIST comes from ``--data-dir`` / ``$ADVLAB_DATA`` / ``~/.cache/advlab`` (downloaded
 unless ``--offline``); when it cannot be had, the bundled 8x8 scikit-learn digits are used.
 Then it precomputes each model's accuracy-vs-eps curve and serves the page and the JSON API
 (``docs/serve.md``) on ``http://HOST:PORT/``, by default on 127.0.0.1 only.
@@ -53,8 +56,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--models",
         default=None,
-        help="comma-separated subset of the demo models (default: all: "
-        "plain,fast-at,pgd-at,distilled)",
+        help="comma-separated demo models (default: plain,fast-at,pgd-at,distilled,magnet; "
+        "add defense-gan to train a demo-quality Defense-GAN at first start, ~2 min on a CPU)",
+    )
+    p.add_argument(
+        "--defense-gan-checkpoint",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve the Defense-GAN checkpoint in DIR (made by advlab train --defense "
+        "defense-gan for the same dataset) as the defense-gan model, instead of training one",
     )
     p.add_argument(
         "--quick",
@@ -96,7 +107,12 @@ def run(args: argparse.Namespace) -> int:
             "pip install 'advlab[serve]'"
         ) from None
     from advlab.serve.curves import CurveConfig, cached_curve
-    from advlab.serve.models import default_models_dir, load_zoo
+    from advlab.serve.models import (
+        DEFAULT_MODELS,
+        default_models_dir,
+        load_defense_gan_checkpoint,
+        load_zoo,
+    )
 
     _check_host(args.host, args.port)
     t0 = time.perf_counter()
@@ -105,15 +121,39 @@ def run(args: argparse.Namespace) -> int:
         train_data, test = aldata.load("digits", "train"), aldata.load("digits", "test")
     else:
         train_data, test = load_mnist_or_digits(args.data_dir, args.offline)
-    names = None if args.models is None else [n.strip() for n in args.models.split(",") if n]
+    names = list(DEFAULT_MODELS)
+    if args.models is not None:
+        names = [n.strip() for n in args.models.split(",") if n.strip()]
+    checkpoint = args.defense_gan_checkpoint
+    if checkpoint is not None:
+        if not checkpoint.is_dir():
+            raise CLIError(f"--defense-gan-checkpoint {checkpoint}: no such folder")
+        if "defense-gan" not in names:
+            names.append("defense-gan")
     models_dir = args.models_dir or default_models_dir()
     device = args.device or "cpu"  # one image at a time: the CPU answers fastest
     print(f"advlab serve: {train_data.name} ({len(train_data)} training images); models in "
           f"{models_dir}", flush=True)  # fmt: skip
-    zoo = load_zoo(
-        train_data, test, models_dir, names=names, quick=args.quick, seed=seed, device=device
-    )
-    curve = CurveConfig(n=100 if args.quick else 200)
+    try:
+        dg = None
+        if checkpoint is not None:  # first: a wrong folder fails before any training
+            dg = load_defense_gan_checkpoint(
+                checkpoint, train_data, test, models_dir, quick=args.quick, device=device
+            )
+        zoo = load_zoo(
+            train_data,
+            test,
+            models_dir,
+            names=[n for n in names if not (dg is not None and n == "defense-gan")],
+            quick=args.quick,
+            seed=seed,
+            device=device,
+        )
+        if dg is not None:
+            zoo = {n: (dg if n == "defense-gan" else zoo[n]) for n in names}
+    except ValueError as e:
+        raise CLIError(str(e)) from None
+    curve = CurveConfig(n=100, adaptive_steps=10) if args.quick else CurveConfig()
     if not args.no_curves:
         for m in zoo.values():
             print(f"accuracy-vs-eps curve for {m.name}...", flush=True)

@@ -5,6 +5,10 @@ Endpoints: ``GET /`` (the page), ``GET /static/*``, ``GET /api/models``, ``GET /
 ``GET /api/samples``, ``GET /api/curve?model=``, ``POST /api/attack``, and FastAPI's
 ``/openapi.json`` and ``/docs``.
 
+Defended models (MagNet, Defense-GAN: :class:`advlab.defenses.Defended`) are attacked through
+their naive view (the classifier alone) or, with ``"adaptive": true``, their adaptive view;
+predictions and the detector's verdicts (``rejected``) are the defended model's.
+
 Every error is a JSON object ``{"detail": "<one readable message>"}`` (validation errors add
 ``errors``: up to 10 ``{"loc", "msg"}``); a failing attack answers 500 and the server keeps
 running. Model computations are serialized by one lock: the models are shared, attacks toggle
@@ -29,6 +33,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from advlab._version import __version__
+from advlab.attacks import BudgetAttack
 from advlab.data import TensorData
 from advlab.serve.attacks import MENU, AttackSpec
 from advlab.serve.curves import CurveConfig, cached_curve
@@ -40,6 +45,7 @@ from advlab.serve.schemas import (
     ClassProb,
     CurveResponse,
     ErrorResponse,
+    Rejected,
     SamplesResponse,
 )
 
@@ -240,7 +246,9 @@ def create_app(
 
     @app.get("/api/models")
     def list_models() -> dict[str, Any]:
-        """The models, in menu order: name, label, description, input shape, eps range."""
+        """The models, in menu order: name, label, description, input shape, eps range, clean
+        accuracy, whether a detector rejects inputs (``detects``) and the defense (``null``
+        when undefended: its name, gradient story, naive and adaptive views, settings)."""
         return {"dataset": data.name, "models": [m.info() for m in models.values()]}
 
     @app.get("/api/attacks")
@@ -271,8 +279,9 @@ def create_app(
 
     @app.get("/api/curve", response_model=CurveResponse, responses=errors_doc)
     def get_curve(model: str = Query(..., min_length=1, max_length=64)) -> CurveResponse:
-        """Accuracy vs eps (FGSM, PGD, PGD with margin loss) on a fixed test subset; computed
-        on first request per model (a few seconds), then cached."""
+        """Accuracy vs eps (FGSM, PGD, PGD with margin loss; defended models: FGSM and PGD
+        naive, PGD adaptive, a rejected adversarial input counting as defended) on a fixed
+        test subset; computed on first request per model (seconds), then cached."""
         m = get_model(model, 404)
         with lock:
             if model not in curves:
@@ -282,7 +291,9 @@ def create_app(
     @app.post("/api/attack", response_model=AttackResponse, responses=errors_doc)
     def attack(req: AttackRequest) -> AttackResponse | JSONResponse:
         """Attack one image; answers predictions before/after, the adversarial image and the
-        perturbation (model size), their Linf and L2 sizes and the server time."""
+        perturbation (model size), their Linf and L2 sizes and the server time. On a defended
+        model the attack is crafted on its naive or (``adaptive: true``) adaptive view and
+        scored on the defended model; ``rejected`` gives a detector's verdicts."""
         m = get_model(req.model, 422)
         if req.attack not in menu:
             raise HTTPException(422, f"unknown attack {req.attack!r}; known: {', '.join(menu)}")
@@ -298,6 +309,20 @@ def create_app(
                 f"steps must be in [{lo}, {hi}] for {spec.name} ({spec.steps_label}); "
                 f"got {req.steps}",
             )
+        defense = m.defense
+        if req.adaptive and defense is None:
+            raise HTTPException(
+                422,
+                f"adaptive applies to defended models only; model {m.name} has no defense "
+                "(send adaptive: false)",
+            )
+        limit = m.adaptive_max_steps
+        if req.adaptive and limit is not None and spec.steps is not None and req.steps > limit:
+            raise HTTPException(
+                422,
+                f"steps must be at most {limit} for an adaptive attack on {m.name} (every "
+                f"step or query costs a pass through the defense); got {req.steps}",
+            )
         k = int(m.clf.num_classes or len(names))
         if req.target is not None:
             if req.target >= k:
@@ -312,24 +337,42 @@ def create_app(
             )
             steps = req.steps if spec.steps is not None else 1
             atk = spec.build(req.eps, steps)
+            if req.adaptive and m.detects and isinstance(atk, BudgetAttack) and not atk.early_stop:
+                # keep each image's first adversarial *and undetected* iterate: a later one is
+                # often detected again (docs/serve.md, "Defended models")
+                atk = spec.build(req.eps, steps, early_stop=True)
         except (ImageError, ValueError) as e:
             raise HTTPException(422, str(e)) from None
         clf = m.clf
         x = to_model_input(img, model_hw).to(clf.device)  # (1, 1, H, W)
         t0 = time.perf_counter()
+        rejected: Rejected | None = None
         with lock:
             try:
+                view = m.view(req.adaptive)  # clf itself when undefended
                 with torch.no_grad():
                     logits0 = clf.logits(x)  # (1, K)
                 pred0 = logits0.argmax(1)  # (1,)
                 target = None if req.target is None else torch.tensor([req.target], device=x.device)
-                res = atk(clf, x, pred0, target=target)
+                res = atk(view, x, pred0, target=target)
+                logits1 = res.logits_adv
+                if defense is not None:  # crafted on a view: predictions are the defended model's
+                    with torch.no_grad():
+                        logits1 = clf.logits(res.x_adv)
+                    if defense.detects:
+                        rej = defense.reject(torch.cat([x, res.x_adv]))
+                        rejected = Rejected(clean=bool(rej[0]), adversarial=bool(rej[1]))
             except Exception as e:
                 logger.exception("attack %s on model %s failed", spec.name, m.name)
                 return _error(500, f"attack {spec.name} failed: {type(e).__name__}: {e}")
         ms = 1000 * (time.perf_counter() - t0)
         delta = (res.x_adv - x).reshape(-1)
-        pred1 = int(res.logits_adv.argmax(1))
+        pred1 = int(logits1.argmax(1))
+        if defense is None:
+            success = bool(res.success[0])
+        else:
+            fooled = pred1 == req.target if req.target is not None else pred1 != int(pred0)
+            success = fooled and not (rejected is not None and rejected.adversarial)
         return AttackResponse(
             model=m.name,
             attack=spec.name,
@@ -340,14 +383,18 @@ def create_app(
             pred_before=int(pred0),
             pred_after=pred1,
             top3_before=_top3(logits0, names),
-            top3_after=_top3(res.logits_adv, names),
-            success=bool(res.success[0]),
+            top3_after=_top3(logits1, names),
+            success=success,
             target=req.target,
             linf=float(delta.abs().max()),
             l2=float(delta.norm()),
             gradients=int(res.gradients[0]),
             queries=int(res.queries[0]),
             ms=round(ms, 2),
+            adaptive=req.adaptive,
+            view="model" if defense is None else ("adaptive" if req.adaptive else "naive"),
+            defense=None if defense is None else defense.name,
+            rejected=rejected,
         )
 
     return app

@@ -20,13 +20,16 @@ from advlab.attacks import Attack
 
 @dataclass(frozen=True)
 class AttackSpec:
-    """One menu entry. ``steps`` is ``(min, max, default)`` or ``None`` when the attack has no
-    step count (FGSM); ``steps_label`` names what the steps count (iterations, queries)."""
+    """One menu entry. ``build(eps, steps, **overrides)`` makes the attack (``overrides``: extra
+    hyperparameters of a budget attack, e.g. ``early_stop=True``, which the app sets for
+    adaptive attacks on a detector); ``steps`` is ``(min, max, default)`` or ``None`` when the
+    attack has no step count (FGSM); ``steps_label`` names what the steps count (iterations,
+    queries)."""
 
     name: str
     label: str
     description: str
-    build: Callable[[float, int], Attack]
+    build: Callable[..., Attack]
     steps: tuple[int, int, int] | None = (1, 200, 20)
     steps_label: str = "iterations"
     uses_eps: bool = True
@@ -52,12 +55,14 @@ class AttackSpec:
         }
 
 
-def _pgd(eps: float, steps: int) -> Attack:
-    return attacks.build("pgd", eps=eps, steps=steps, step_size=2.5 * eps / steps)
+def _pgd(eps: float, steps: int, **kw: Any) -> Attack:
+    return attacks.build("pgd", eps=eps, steps=steps, step_size=2.5 * eps / steps, **kw)
 
 
-def _pgd_margin(eps: float, steps: int) -> Attack:
-    return attacks.build("pgd", eps=eps, steps=steps, step_size=2.5 * eps / steps, loss="margin")
+def _pgd_margin(eps: float, steps: int, **kw: Any) -> Attack:
+    return attacks.build(
+        "pgd", eps=eps, steps=steps, step_size=2.5 * eps / steps, loss="margin", **kw
+    )
 
 
 MENU: dict[str, AttackSpec] = {
@@ -67,7 +72,7 @@ MENU: dict[str, AttackSpec] = {
             "fgsm",
             "FGSM",
             "Fast gradient sign method (Goodfellow et al. 2015): one step of eps·sign(∇loss).",
-            lambda eps, steps: attacks.build("fgsm", eps=eps),
+            lambda eps, steps, **kw: attacks.build("fgsm", eps=eps, **kw),
             steps=None,
         ),
         AttackSpec(
@@ -88,22 +93,22 @@ MENU: dict[str, AttackSpec] = {
             "bim",
             "BIM / I-FGSM",
             "Basic iterative method (Kurakin et al. 2017): no random start, step 1.25·eps/steps.",
-            lambda eps, steps: attacks.build(
-                "bim", eps=eps, steps=steps, step_size=1.25 * eps / steps
+            lambda eps, steps, **kw: attacks.build(
+                "bim", eps=eps, steps=steps, step_size=1.25 * eps / steps, **kw
             ),
         ),
         AttackSpec(
             "mi-fgsm",
             "MI-FGSM",
             "Momentum iterative FGSM (Dong et al. 2018): momentum 1, step eps/steps.",
-            lambda eps, steps: attacks.build("mi-fgsm", eps=eps, steps=steps),
+            lambda eps, steps, **kw: attacks.build("mi-fgsm", eps=eps, steps=steps, **kw),
             steps=(1, 200, 10),
         ),
         AttackSpec(
             "apgd-ce",
             "APGD-CE",
             "Auto-PGD with cross-entropy (Croce & Hein 2020): adaptive step size, no tuning.",
-            lambda eps, steps: attacks.build("apgd-ce", eps=eps, steps=steps),
+            lambda eps, steps, **kw: attacks.build("apgd-ce", eps=eps, steps=steps, **kw),
             steps=(1, 200, 20),
         ),
         AttackSpec(
@@ -111,7 +116,7 @@ MENU: dict[str, AttackSpec] = {
             "APGD-DLR",
             "Auto-PGD with the scale-invariant difference-of-logits-ratio loss (Croce & Hein "
             "2020).",
-            lambda eps, steps: attacks.build("apgd-dlr", eps=eps, steps=steps),
+            lambda eps, steps, **kw: attacks.build("apgd-dlr", eps=eps, steps=steps, **kw),
             steps=(1, 200, 20),
         ),
         AttackSpec(
@@ -119,7 +124,7 @@ MENU: dict[str, AttackSpec] = {
             "Square (black-box)",
             "Square attack (Andriushchenko et al. 2020): random square updates, model scores "
             "only, no gradients; steps = queries.",
-            lambda eps, steps: attacks.build("square", eps=eps, n_queries=steps),
+            lambda eps, steps, **kw: attacks.build("square", eps=eps, n_queries=steps, **kw),
             steps=(10, 2000, 500),
             steps_label="queries",
         ),
@@ -128,7 +133,7 @@ MENU: dict[str, AttackSpec] = {
             "DeepFool (min-norm)",
             "DeepFool, Linf (Moosavi-Dezfooli et al. 2016): the smallest step to the "
             "linearized decision boundary, repeated; ignores eps.",
-            lambda eps, steps: attacks.build("deepfool", norm="linf", steps=steps),
+            lambda eps, steps, **kw: attacks.build("deepfool", norm="linf", steps=steps, **kw),
             steps=(1, 100, 50),
             uses_eps=False,
         ),

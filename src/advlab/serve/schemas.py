@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from advlab.serve.images import MAX_PNG_CHARS, MAX_SIDE
 
@@ -55,12 +55,27 @@ class AttackRequest(BaseModel):
         le=999,
         description="target class for a targeted attack; null = untargeted",
     )
+    adaptive: StrictBool = Field(
+        default=False,
+        description="defended models only: craft the attack on the defense's adaptive view "
+        "(detection-aware for MagNet, BPDA for Defense-GAN) instead of the classifier alone "
+        "(naive); true on an undefended model is refused",
+    )
 
 
 class ClassProb(BaseModel):
     cls: int = Field(description="class index")
     label: str
     prob: float
+
+
+class Rejected(BaseModel):
+    clean: bool = Field(
+        description="the detector rejected the input itself (for a clean digit: a false positive)"
+    )
+    adversarial: bool = Field(
+        description="the detector rejected the adversarial input: it counts as defended"
+    )
 
 
 class AttackResponse(BaseModel):
@@ -74,13 +89,27 @@ class AttackResponse(BaseModel):
     pred_after: int
     top3_before: list[ClassProb]
     top3_after: list[ClassProb]
-    success: bool = Field(description="prediction changed (untargeted) / equals target")
+    success: bool = Field(
+        description="prediction changed (untargeted) / equals target; for a model with a "
+        "detector, also: the adversarial input was accepted"
+    )
     target: int | None
     linf: float
     l2: float
     gradients: int = Field(description="backward passes the attack spent")
     queries: int = Field(description="forward passes the attack spent")
     ms: float = Field(description="server time for prediction + attack, milliseconds")
+    adaptive: bool = Field(description="the request's adaptive flag")
+    view: str = Field(
+        description="what the attack was crafted on: 'model' (an undefended model itself), "
+        "'naive' (a defended model's classifier alone) or 'adaptive' (its adaptive view); "
+        "predictions are always the served model's"
+    )
+    defense: str | None = Field(description="the model's defense (magnet, defense-gan) or null")
+    rejected: Rejected | None = Field(
+        description="the detector's verdicts, for models with a detector (MagNet); null for "
+        "the others"
+    )
 
 
 class Sample(BaseModel):
@@ -100,7 +129,12 @@ class CurveResponse(BaseModel):
     model: str
     eps: list[float]
     curves: dict[str, list[float]] = Field(
-        description="accuracy (fraction) per eps for fgsm, pgd and pgd-margin"
+        description="accuracy (fraction) per eps: fgsm, pgd and pgd-margin (undefended "
+        "models) or fgsm, pgd (naive) and pgd-adaptive (defended models)"
+    )
+    labels: dict[str, str] = Field(default_factory=dict, description="legend of each curve")
+    note: str | None = Field(
+        default=None, description="how the curves count (defended models: rejections)"
     )
     n: int
     pgd_steps: int

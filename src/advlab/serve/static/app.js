@@ -248,17 +248,47 @@ async function loadMenus() {
 const currentModel = () => state.models.find((x) => x.name === $("model").value);
 const currentAttack = () => state.attacks.find((x) => x.name === $("attack").value);
 
+// The request's adaptive flag: only for a defended model, when the box is ticked.
+const isAdaptive = () => { const m = currentModel(); return !!(m && m.defense && $("adaptive").checked); };
+
 function onModel() {
   const m = currentModel();
   if (!m) return;
-  const acc = m.clean_accuracy == null ? "" : ` Clean test accuracy ${pct(m.clean_accuracy)}.`;
+  let acc = "";
+  if (m.clean_accuracy != null) {
+    const on = m.clean_n ? ` (${m.clean_n.toLocaleString("en")} test images)` : "";
+    acc = m.detects
+      ? ` Clean test accuracy ${pct(m.clean_accuracy)}${on}, counting only digits the detector accepts;` +
+        ` it rejects ${pct(m.clean_rejected || 0)} of clean test digits.`
+      : ` Clean test accuracy ${pct(m.clean_accuracy)}${on}.`;
+  }
   const te = m.train_eps == null ? "" : ` Trained at eps ${m.train_eps}.`;
   $("model-desc").textContent = m.description + acc + te;
+  $("defense-box").hidden = !m.defense;
+  onAdaptive();
   const eps = $("eps");
   eps.min = m.eps.min; eps.max = m.eps.max; eps.step = m.eps.step;
   if (Number(eps.value) > m.eps.max || !eps.dataset.touched) eps.value = m.eps.default;
   onEps();
   loadCurve(m.name);
+}
+
+function onAdaptive() {
+  const m = currentModel();
+  if (m && m.defense) $("view-desc").textContent = isAdaptive() ? m.defense.adaptive : m.defense.naive;
+  limitSteps();
+}
+
+// The steps slider's range: the attack's, capped for adaptive attacks on expensive defenses.
+function limitSteps() {
+  const a = currentAttack(), m = currentModel();
+  if (!a || !a.steps) return;
+  const steps = $("steps");
+  const cap = isAdaptive() && m.defense.adaptive_max_steps ? m.defense.adaptive_max_steps : null;
+  const max = cap == null ? a.steps.max : Math.max(a.steps.min, Math.min(a.steps.max, cap));
+  steps.max = max;
+  if (Number(steps.value) > max) steps.value = max;
+  $("steps-value").textContent = steps.value;
 }
 
 function onAttack() {
@@ -275,6 +305,7 @@ function onAttack() {
     $("steps-label").textContent = "steps (one step)";
   }
   $("steps-value").textContent = a.steps ? steps.value : "1";
+  limitSteps();
   $("eps").disabled = !a.uses_eps;
   $("target").disabled = !a.targeted;
   if (!a.targeted) $("target").value = "";
@@ -291,12 +322,14 @@ function onEps() {
 async function loadCurve(name) {
   state.curve = null;
   $("curve-note").textContent = "(computing…)";
+  $("curve-desc").textContent = "";
   drawCurve();
   try {
     const c = await api(`/api/curve?model=${encodeURIComponent(name)}`);
     if ($("model").value !== name) return;
     state.curve = c;
     $("curve-note").textContent = `(${c.n} test images, PGD-${c.pgd_steps})`;
+    $("curve-desc").textContent = c.note || "";
   } catch (e) {
     $("curve-note").textContent = `(unavailable: ${e.message})`;
   }
@@ -314,7 +347,7 @@ function drawCurve() {
   const root = $("curve");
   root.innerHTML = "";
   const m = currentModel();
-  const W = 460, H = 230, L = 40, R = 130, T = 10, B = 34;
+  const W = 460, H = 230, L = 40, R = 140, T = 10, B = 34;
   const emax = m ? m.eps.max : 0.5;
   const X = (e) => L + (W - L - R) * e / emax;
   const Y = (a) => T + (H - T - B) * (1 - a);
@@ -338,7 +371,8 @@ function drawCurve() {
   }
   const c = state.curve;
   if (!c) return;
-  const labels = { "fgsm": "FGSM", "pgd": `PGD-${c.pgd_steps}`, "pgd-margin": `PGD-${c.pgd_steps} margin` };
+  const labels = c.labels && Object.keys(c.labels).length ? c.labels
+    : { "fgsm": "FGSM", "pgd": `PGD-${c.pgd_steps}`, "pgd-margin": `PGD-${c.pgd_steps} margin` };
   let ly = T + 8;
   for (const [name, acc] of Object.entries(c.curves)) {
     const pts = c.eps.map((e, i) => `${X(e).toFixed(1)},${Y(acc[i]).toFixed(1)}`).join(" ");
@@ -373,6 +407,7 @@ async function runAttack() {
     eps: Number($("eps").value),
     steps: a.steps ? Number($("steps").value) : 1,
     target: $("target").value === "" ? null : Number($("target").value),
+    adaptive: isAdaptive(),
   };
   state.busy = true;
   $("attack-btn").disabled = true;
@@ -410,14 +445,27 @@ function showResult(r) {
   $("pred-before").textContent = `${name(r.pred_before)} (${pct(before)})`;
   const pa = $("pred-after");
   pa.textContent = `${name(r.pred_after)} (${pct(after)})`;
-  pa.classList.toggle("changed", r.pred_after !== r.pred_before);
+  const caught = !!(r.rejected && r.rejected.adversarial);
+  pa.classList.toggle("changed", r.pred_after !== r.pred_before && !caught);
   bars($("bars-before"), r.top3_before, r.pred_before, false);
   bars($("bars-after"), r.top3_after, r.pred_after, r.pred_after === r.pred_before);
+  pa.textContent += caught ? " · rejected" : "";
   const verdict = r.success
     ? (r.target == null ? "fooled: the prediction changed" : `fooled: now classified as ${name(r.target)}`)
-    : "not fooled at this budget";
+    : caught ? "caught: the detector rejected the adversarial input" : "not fooled at this budget";
+  const det = $("detector");
+  det.hidden = !r.rejected;
+  det.className = "detector" + (r.rejected ? (caught ? " caught" : " passed") : "");
+  if (r.rejected) {
+    det.innerHTML = caught
+      ? "<b>Rejected by the detector:</b> the adversarial input is refused, so the attack fails (it counts as defended)."
+      : "<b>Accepted by the detector:</b> the adversarial input passes the detector" +
+        (r.pred_after !== r.pred_before ? " and is misclassified." : ".");
+    if (r.rejected.clean) det.innerHTML += " The input itself was already rejected (for a clean digit: a false positive).";
+  }
+  const how = r.view === "model" ? "" : ` (${r.view}, crafted on ${r.view === "naive" ? "the classifier alone" : "the adaptive view"})`;
   $("stats").textContent =
-    `${r.attack} on ${r.model}: ${verdict}. ${plural(r.gradients, "gradient")}, ${plural(r.queries, "forward pass", "forward passes")}, ${r.ms.toFixed(0)} ms.`;
+    `${r.attack} on ${r.model}${how}: ${verdict}. ${plural(r.gradients, "gradient")}, ${plural(r.queries, "forward pass", "forward passes")}, ${r.ms.toFixed(0)} ms.`;
 }
 
 // ----------------------------------------------------------------------------------- main
@@ -430,6 +478,7 @@ async function main() {
   });
   $("model").addEventListener("change", onModel);
   $("attack").addEventListener("change", onAttack);
+  $("adaptive").addEventListener("change", onAdaptive);
   $("eps").addEventListener("input", () => { $("eps").dataset.touched = "1"; onEps(); });
   $("steps").addEventListener("input", () => { $("steps-value").textContent = $("steps").value; });
   $("attack-btn").addEventListener("click", runAttack);
