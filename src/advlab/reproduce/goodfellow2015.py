@@ -60,8 +60,8 @@ class Goodfellow2015(Reproduction):
         train_set = ctx.data("mnist", "train", 10_000 if q else None)
         test = ctx.data("mnist", "test", 1_000 if q else None).to(ctx.device)
         x, y = test.x, test.y
-        size = "q" if q else "full"
-        epochs = 3 if q else 6
+        epochs = 3 if q else 12
+        size = f"{'q' if q else 'full'}-e{epochs}"
         cfg = TrainConfig(epochs=epochs, batch_size=128, lr=2e-3, seed=ctx.seed)
         softmax = ctx.model(f"gf15-softmax-{size}-s{ctx.seed}", "softmax", train_set, cfg)
         maxout = ctx.model(f"gf15-maxout-{size}-s{ctx.seed}", "maxout", train_set, cfg)
