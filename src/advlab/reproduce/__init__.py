@@ -2,6 +2,7 @@
 
 from advlab.reproduce import carlini2017 as _carlini2017  # noqa: F401
 from advlab.reproduce import deepfool2016 as _deepfool2016  # noqa: F401
+from advlab.reproduce import defensegan2018 as _defensegan2018  # noqa: F401
 from advlab.reproduce import goodfellow2015 as _goodfellow2015  # noqa: F401  (registers)
 from advlab.reproduce import kurakin2017 as _kurakin2017  # noqa: F401
 from advlab.reproduce import madry2018 as _madry2018  # noqa: F401
