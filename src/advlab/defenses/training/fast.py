@@ -85,8 +85,10 @@ class Fast(RobustValidation):
         clip_start: clip the random start to the bounds before the gradient is taken (default
             True, as advlab's ``pgd`` does and as the paper's CIFAR-10 code does). False is the
             paper's MNIST script (:meth:`unclipped_start_fgsm`), which its published MNIST
-            numbers come from: with the start clipped, alpha 0.375 overfits catastrophically on
-            MNIST (measured: validation PGD accuracy 0.2% by epoch 2 with FGSM accuracy 92%).
+            numbers come from. Measured on MNIST with ``madry-mnist`` and the settings below:
+            with the start clipped, alpha 0.375 overfit catastrophically by epoch 2 (validation
+            PGD-10 accuracy 0.2%, FGSM 92%); unclipped it reached 66% PGD-10 by epoch 3 and then
+            overfit at the learning-rate peak (docs/recipes.md).
 
     The paper's schedule is a cyclic learning rate, which a recipe cannot set: use
     ``TrainConfig(schedule="cyclic", warmup=0.4, ...)``. Its MNIST run (98.50% clean, 88.77%
