@@ -111,7 +111,10 @@ class _MagNetNet(nn.Module):
 
     def ae(self, arch: str, member: int) -> AutoEncoder:
         ae = self.aes[arch][member]  # type: ignore[index]
-        assert isinstance(ae, AutoEncoder)
+        if not isinstance(ae, AutoEncoder):
+            raise TypeError(
+                f"pool entry {arch}[{member}] is a {type(ae).__name__}, not an AutoEncoder"
+            )
         return ae
 
     def require_trained(self) -> None:
@@ -264,7 +267,8 @@ class MagNet(Defended):
     @property
     def magnet(self) -> _MagNetNet:
         net = self.net
-        assert isinstance(net, _MagNetNet)
+        if not isinstance(net, _MagNetNet):
+            raise TypeError(f"MagNet's network is a {type(net).__name__}, not its pipeline")
         return net
 
     def defense_args(self) -> dict[str, Any]:

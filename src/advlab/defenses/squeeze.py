@@ -110,7 +110,8 @@ class FeatureSqueezing(Defended):
             q = torch.softmax(self.base.logits(xs, check=False).float(), 1)
             d = (p - q).abs().sum(1)
             best = d if best is None else torch.maximum(best, d)
-        assert best is not None  # at least one squeezer, checked in __init__
+        if best is None:  # unreachable: __init__ requires at least one squeezer
+            raise RuntimeError("feature squeezing has no squeezer")
         return best
 
     def score(self, x: Tensor, *, batch_size: int = 1024) -> Tensor:
