@@ -50,8 +50,8 @@ class AutoEncoder(nn.Module):
                 limit = math.sqrt(6.0 / (fan_in + fan_out))
                 with torch.no_grad():
                     m.weight.copy_((torch.rand(m.weight.shape, generator=gen) * 2 - 1) * limit)
-                    assert m.bias is not None
-                    m.bias.zero_()
+                    if m.bias is not None:
+                        m.bias.zero_()
 
     @staticmethod
     def _build(

@@ -193,7 +193,8 @@ def build_models(ctx: Context, b: Budget, train_set: TensorData) -> Models:
         if not memo:
             ctx.log(f"[defense-gan] reconstructing {len(rec_src)} training images")
             data = reconstruct(proj, rec_src)
-            assert isinstance(data, TensorData)
+            if not isinstance(data, TensorData):  # reconstruct returns its input's kind
+                raise TypeError(f"reconstruct gave a {type(data).__name__}, not TensorData")
             memo.append(data)
         return memo[0]
 

@@ -110,7 +110,8 @@ class Transform(nn.Module):
         self.register_buffer("high", high.detach().clone(), persistent=False)
 
     def real(self, x: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The transform itself; each subclass defines it."""
+        raise NotImplementedError(f"{type(self).__name__} does not define real(x)")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.real(x)
