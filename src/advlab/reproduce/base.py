@@ -13,6 +13,7 @@ import datetime
 import os
 import platform
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,7 +131,7 @@ class Context:
         return clf.to(self.device).eval()
 
 
-class Reproduction:
+class Reproduction(ABC):
     """Base class: set ``name``, ``title``, ``papers`` and implement :meth:`run`."""
 
     name: str = ""
@@ -138,8 +139,9 @@ class Reproduction:
     papers: tuple[str, ...] = ()
     data: str = "mnist"
 
-    def run(self, ctx: Context) -> Outcome:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abstractmethod
+    def run(self, ctx: Context) -> Outcome:
+        """Train what the tables need, run the protocol, return the cells and notes."""
 
 
 reproductions: Registry[Reproduction] = Registry("reproduction")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import secrets
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any
 
@@ -93,7 +94,7 @@ def in_bounds(x: Tensor, low: Tensor, high: Tensor) -> Tensor:
     return torch.maximum(torch.minimum(x, hi), lo)
 
 
-class Transform(nn.Module):
+class Transform(nn.Module, ABC):
     """An input transformation in pixel units, shape-preserving.
 
     ``real(x)`` is the real operation; ``forward(x)`` is what autograd sees in the defended model
@@ -109,9 +110,9 @@ class Transform(nn.Module):
         self.register_buffer("low", low.detach().clone(), persistent=False)
         self.register_buffer("high", high.detach().clone(), persistent=False)
 
+    @abstractmethod
     def real(self, x: Tensor) -> Tensor:
         """The transform itself; each subclass defines it."""
-        raise NotImplementedError(f"{type(self).__name__} does not define real(x)")
 
     def forward(self, x: Tensor) -> Tensor:
         return self.real(x)
