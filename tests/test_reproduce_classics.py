@@ -23,6 +23,16 @@ from advlab.reproduce._classics import (
     order_cell,
     target_stats,
 )
+from advlab.reproduce._distill_masking import (
+    FGSM_EPS,
+    GRAD,
+    GradStats,
+    NetResult,
+    cw_attack,
+    grad_stats,
+    input_grad_norms,
+    masking_cells,
+)
 
 NAMES = ("tramer2018", "papernot2016", "carlini2017", "madry2018")
 
@@ -91,12 +101,8 @@ def test_error_pct_restores_mode(digits_model: tuple[Classifier, TensorData]) ->
         clf.eval()
 
 
-def test_saturation_and_jsma_on_a_scaled_model(
-    digits_model: tuple[Classifier, TensorData],
-) -> None:
-    """Logits x1000 (what a T = 100 student looks like at T = 1) saturate the softmax and stop
-    the softmax-saliency JSMA; the unscaled model is mostly attackable."""
-    clf, test = digits_model
+def _scaled(clf: Classifier, factor: float = 1000.0) -> Classifier:
+    """``clf`` with its logits times ``factor`` (what a T = 100 student looks like at T = 1)."""
 
     class Scaled(nn.Module):
         def __init__(self) -> None:
@@ -104,14 +110,88 @@ def test_saturation_and_jsma_on_a_scaled_model(
             self.inner = clf
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return 1000 * self.inner.logits(x, check=False)
+            return factor * self.inner.logits(x, check=False)
 
-    hot = Classifier(Scaled()).eval()
+    return Classifier(Scaled()).eval()
+
+
+def test_saturation_and_jsma_on_a_scaled_model(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    """Logits x1000 (what a T = 100 student looks like at T = 1) saturate the softmax and stop
+    the softmax-saliency JSMA; the unscaled model is mostly attackable."""
+    clf, test = digits_model
+    hot = _scaled(clf)
     x, y = test.x[:40], test.y[:40]
     assert papernot2016.saturated_pct(hot, x) > 90
     assert papernot2016.saturated_pct(clf, x) < 50
     assert papernot2016.jsma_success(clf, x, y, 0) > 40
     assert papernot2016.jsma_success(hot, x, y, 0) < 10
+
+
+def test_grad_stats_vanish_on_a_saturated_model(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    """Scaled-up logits saturate the float32 softmax: the CE input gradient is exactly zero on
+    most correctly classified inputs and its median orders of magnitude smaller; a normally
+    trained model has no zero gradients."""
+    clf, test = digits_model
+    ok = clf.predict(test.x) == test.y
+    x, y = test.x[ok][:200], test.y[ok][:200]
+    normal, hot = grad_stats(clf, x, y), grad_stats(_scaled(clf), x, y)
+    assert normal.n == hot.n == len(x)
+    assert normal.zero_pct == 0 and normal.median > 0 and normal.p90 >= normal.median
+    assert hot.zero_pct > 50 and hot.median <= 1e-3 * normal.median
+    assert 0 <= hot.zero_pct <= 100 and hot.mean >= 0
+
+
+def test_input_grad_norms_is_per_sample_and_leaves_the_model_alone(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    clf, test = digits_model
+    x, y = test.x[:30], test.y[:30]
+    x0 = x.clone()
+    clf.train()
+    try:
+        norms = input_grad_norms(clf, x, y, batch_size=7)
+        assert clf.training  # mode restored
+    finally:
+        clf.eval()
+    assert torch.equal(x, x0) and norms.shape == (30,) and norms.dtype == torch.float32
+    assert all(p.requires_grad and p.grad is None for p in clf.parameters())
+    assert torch.allclose(norms, input_grad_norms(clf, x, y), rtol=1e-4, atol=1e-7)
+    xi = x[3:4].clone().requires_grad_(True)  # one sample alone: the same gradient
+    (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(clf(xi), y[3:4]), xi)
+    assert float(norms[3]) == pytest.approx(float(g.norm()), rel=1e-4, abs=1e-7)
+    with torch.no_grad():  # works inside no_grad too
+        assert input_grad_norms(clf, x[:2], y[:2]).shape == (2,)
+    with pytest.raises(ValueError, match="as many samples"):
+        input_grad_norms(clf, x, y[:3])
+    with pytest.raises(ValueError, match="batch_size"):
+        input_grad_norms(clf, x, y, batch_size=0)
+    empty = grad_stats(clf, x[:0], y[:0])
+    assert empty.n == 0 and math.isnan(empty.median) and math.isnan(empty.zero_pct)
+
+
+def test_masking_cells_check_cw_on_the_distilled_net_only() -> None:
+    g = GradStats(1e-2, 0.4, 0.1, 0.0, 180)
+    results = {
+        "no distillation": NetResult(97.0, 94.0, 100.0, g),
+        "distilled, T = 100": NetResult(14.0, 0.6, 95.0, GradStats(0.0, 0.0, 0.3, 94.0, 170)),
+    }
+    cells = masking_cells(results, {"no distillation": 95.89, "distilled, T = 100": 0.5})
+    by = {(c.row, c.column): c for c in cells}
+    assert {c.row for c in cells} == set(results) and len(cells) == 14
+    assert by["distilled, T = 100", "CW-L2 success"].status == "ok"
+    assert by["no distillation", "CW-L2 success"].status == ""  # no target stated
+    assert by["distilled, T = 100", f"FGSM success (eps {FGSM_EPS})"].paper is None
+    assert by["distilled, T = 100", "JSMA success"].paper == 0.5
+    assert by["distilled, T = 100", f"median {GRAD}"].ours == 0.0
+    assert by["distilled, T = 100", "exactly zero gradients"].ours == 94.0
+    results["distilled, T = 100"] = NetResult(14.0, 0.6, 80.0, g)
+    cells = masking_cells(results, {})
+    cw = next(c for c in cells if c.row == "distilled, T = 100" and c.column == "CW-L2 success")
+    assert cw.status == "miss"
 
 
 def test_paper_constants_have_the_orderings_the_tables_check() -> None:
@@ -133,6 +213,10 @@ def test_quick_budgets_are_smaller_than_full() -> None:
     assert tramer2018.QUICK.adv_epochs[0] < tramer2018.QUICK.adv_epochs[1]
     assert papernot2016.QUICK.epochs < papernot2016.FULL.epochs
     assert set(papernot2016.QUICK_TEMPERATURES) <= set(papernot2016.TEMPERATURES)
+    assert {1, 100} <= set(papernot2016.QUICK_TEMPERATURES)  # the second table's nets
+    assert papernot2016.QUICK.cw_n < papernot2016.FULL.cw_n <= papernot2016.FULL.jsma_n
+    q, f = cw_attack(True).config(), cw_attack(False).config()
+    assert q["steps"] * q["binary_search_steps"] < f["steps"] * f["binary_search_steps"]
     assert madry2018.QUICK.restarts < madry2018.FULL.restarts == 20
     assert madry2018.FULL.train_steps == 40 and madry2018.FULL.train_step_size == 0.01
     quick, full = carlini2017.cw_attacks(True), carlini2017.cw_attacks(False)
@@ -177,6 +261,13 @@ def test_papernot2016_and_carlini2017_quick(tmp_path: Path, quick_cache: dict[st
     p = _quick("papernot2016", tmp_path / "p", quick_cache)
     assert p["distilled, T = 1", "JSMA success"] > 70
     assert p["distilled, T = 100", "JSMA success"] < 5
+    fgsm = f"FGSM success (eps {FGSM_EPS})"  # second table: gradient masking (issue 4)
+    assert p["distilled, T = 100", fgsm] < p["no distillation", fgsm] - 40
+    assert p["distilled, T = 100", "CW-L2 success"] >= 90
+    assert (
+        p["distilled, T = 100", f"median {GRAD}"] <= 1e-2 * p["no distillation", f"median {GRAD}"]
+    )
+    assert p["distilled, T = 100", "exactly zero gradients"] > 50
     c = _quick("carlini2017", tmp_path / "c", quick_cache)
     assert c["distilled, T = 100, CW L2", "success"] >= 90  # distillation does not stop CW
     assert 0.5 < c["distilled, T = 100, CW L2", "mean L2 (average case)"] < 5

@@ -16,7 +16,7 @@ from advlab.models.zoo import build, default_input_shape, describe, models
 
 MNIST_PRESETS = [
     "softmax", "maxout", "mlp", "lenet", "madry-mnist", "papernot-mnist",
-    "tramer-a", "tramer-b", "tramer-c", "tramer-d", "small-cnn",
+    "tramer-a", "tramer-b", "tramer-c", "tramer-d", "small-cnn", "wong-mnist",
 ]  # fmt: skip
 CIFAR_PRESETS = ["preact-resnet18", "wide-resnet"]
 # small arch kwargs keep the residual nets fast in tests
@@ -39,6 +39,7 @@ PARAMS = {
     "tramer-b": 710_218,
     "tramer-c": 4_795_082,
     "tramer-d": 509_410,
+    "wong-mnist": 166_406,
 }
 NAMES = models.names()
 

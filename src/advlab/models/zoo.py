@@ -33,6 +33,7 @@ from advlab.models.nets import (
     TramerA,
     TramerB,
     TramerC,
+    WongMNIST,
     check_int,
 )
 from advlab.models.nets_resnet import PreActResNet18, WideResNet
@@ -107,6 +108,12 @@ def _lenet(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28)
 def _madry_mnist(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> nn.Module:
     """MNIST CNN conv32(5x5)-pool-conv64(5x5)-pool-fc1024 (Madry et al. 2018)."""
     return MadryMNIST(in_channels, num_classes, input_size)
+
+
+@models.register("wong-mnist")
+def _wong_mnist(*, in_channels: int = 1, num_classes: int = 10, input_size: int = 28) -> nn.Module:
+    """MNIST CNN conv16(4x4,s2)-conv32(4x4,s2)-fc100 (Wong, Rice & Kolter 2020, fast AT)."""
+    return WongMNIST(in_channels, num_classes, input_size)
 
 
 @models.register("papernot-mnist")

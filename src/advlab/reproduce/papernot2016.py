@@ -1,11 +1,13 @@
 """``papernot2016``: defensive distillation against JSMA on MNIST (Papernot, McDaniel, Wu, Jha &
 Swami 2016): JSMA's success rate on the distilled ``papernot-mnist`` net as the distillation
-temperature grows. :func:`distilled` trains (or loads from the cache) the teacher/student pair
-of one temperature; ``carlini2017`` reuses the same cached models."""
+temperature grows; and (issue 4, Carlini & Wagner 2017) that distillation at T = 100 masks
+gradients: FGSM/JSMA fail, CW-L2 succeeds, the input gradient vanishes (second table, helpers
+in ``_distill_masking``). :func:`distilled` trains (or loads from the cache) the teacher/student
+pair of one temperature; ``carlini2017`` reuses the same cached models."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -13,7 +15,15 @@ from advlab.attacks import JSMA
 from advlab.data import TensorData
 from advlab.defenses.training import TrainConfig, build_recipe
 from advlab.models import Classifier
-from advlab.reproduce._classics import attack_all
+from advlab.reproduce._distill_masking import (
+    NetResult,
+    correct,
+    cw_attack,
+    evaluate,
+    masking_cells,
+    masking_notes,
+    success_pct,
+)
 from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions
 
 TEMPERATURES = (1, 5, 10, 20, 50, 100)
@@ -28,11 +38,12 @@ T_JSMA = "JSMA success rate (%) vs distillation temperature"
 class Budget:
     train_n: int | None  # None: all 60,000
     epochs: int
-    jsma_n: int  # test images attacked per model
+    jsma_n: int  # test images attacked per model (FGSM and gradient statistics: the same)
+    cw_n: int  # CW-L2 (second table): the first cw_n of them
 
 
-FULL = Budget(None, 20, 1_000)
-QUICK = Budget(15_000, 2, 200)
+FULL = Budget(None, 20, 1_000, 1_000)
+QUICK = Budget(15_000, 2, 200, 100)
 
 
 def budget(ctx: Context) -> Budget:
@@ -86,15 +97,14 @@ def saturated_pct(model: Classifier, x: torch.Tensor) -> float:
 def jsma_success(model: Classifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
     """JSMA (theta +1, gamma 14.5%, softmax saliency) success rate (%) towards one random other
     class per input, over the inputs ``model`` classifies correctly."""
-    ok = model.predict(x) == y
-    out = attack_all(JSMA(seed=seed), model, x[ok], y[ok], batch_size=100)
-    return 100 * float(out.success.float().mean())
+    return success_pct(JSMA(seed=seed), model, *correct(model, x, y), batch_size=100)
 
 
 @reproductions.register("papernot2016")
 class Papernot2016(Reproduction):
     """Defensive distillation vs JSMA on MNIST: success rate as the temperature grows
-    (paper: 91% at T = 1 down to 0.5% at T = 100)."""
+    (paper: 91% at T = 1 down to 0.5% at T = 100); second table: at T = 100 FGSM and JSMA fail
+    while CW-L2 succeeds and the input gradient vanishes (gradient masking, issue 4)."""
 
     name = "papernot2016"
     title = "Papernot et al. 2016: defensive distillation vs JSMA on MNIST"
@@ -110,17 +120,19 @@ class Papernot2016(Reproduction):
         x, y = test.x, test.y
         cells: list[Cell] = []
         saturation: dict[int, float] = {}
+        nets: dict[str, tuple[Classifier, float]] = {}  # second table: (model, JSMA success)
         for t in temps:
             teacher, student = distilled(ctx, t)
             if t == 1:
                 ctx.log("[eval] JSMA on the undistilled net (the T = 1 teacher)")
+                nets["no distillation"] = (teacher, jsma_success(teacher, x, y, ctx.seed))
                 cells.append(
                     Cell(
                         T_JSMA,
                         "no distillation",
                         "JSMA success",
                         PAPER_UNDISTILLED,
-                        jsma_success(teacher, x, y, ctx.seed),
+                        nets["no distillation"][1],
                         tolerance=10.0,
                         note="paper value from a secondary source; teacher at T = 1 is a "
                         "normally trained net",
@@ -129,6 +141,8 @@ class Papernot2016(Reproduction):
             ctx.log(f"[eval] JSMA on the student distilled at T = {t}")
             ours = jsma_success(student, x, y, ctx.seed)
             saturation[t] = saturated_pct(student, x)
+            if t == 100:
+                nets[f"distilled, T = {t}"] = (student, ours)
             if t == 1:
                 tol, bound, note = 1.0, "min", "target: > 90%"
             elif t == 100:
@@ -148,6 +162,13 @@ class Papernot2016(Reproduction):
                     f"on {saturation[t]:.0f}% of test inputs",
                 )
             )
+        masking: dict[str, NetResult] = {}
+        for row, (model, jsma) in nets.items():
+            ctx.log(f"[eval] FGSM, CW-L2 and input gradients on {row}")
+            masking[row] = evaluate(model, x, y, b.cw_n, jsma, ctx.quick, ctx.seed)
+        cells += masking_cells(
+            masking, {"no distillation": PAPER_UNDISTILLED, "distilled, T = 100": PAPER_JSMA[100]}
+        )
         notes = [
             "JSMA: advlab's jsma (theta +1, gamma 14.5% of the pixels, saliency on the softmax "
             "outputs as in the paper), one uniformly random target class per test image (the "
@@ -164,10 +185,18 @@ class Papernot2016(Reproduction):
             "Paper values at T = 1, 5 and 100 are read from the paper's Figure 9 via the "
             "reference page; the other temperatures are shown without a paper value.",
         ]
+        notes += masking_notes(cw_attack(ctx.quick), b.cw_n, b.jsma_n)
         if ctx.quick:
             notes.append(
                 f"Quick mode: {b.train_n} training images, {b.epochs} epoch(s) per phase, "
-                f"temperatures {', '.join(map(str, temps))} only, {b.jsma_n} test images."
+                f"temperatures {', '.join(map(str, temps))} only, {b.jsma_n} test images "
+                f"({b.cw_n} for CW-L2)."
             )
-        config = {"temperatures": list(temps), "budget": vars(b), "saturation": saturation}
+        config = {
+            "temperatures": list(temps),
+            "budget": vars(b),
+            "saturation": saturation,
+            "masking": {row: asdict(r) for row, r in masking.items()},
+            "cw_l2": cw_attack(ctx.quick).config(),
+        }
         return Outcome(cells, notes, [], config)
