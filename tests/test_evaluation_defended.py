@@ -174,3 +174,22 @@ def test_defended_checkpoint_round_trip(
     meta = models.read_meta(folder)
     assert meta["defense"]["name"] == "test-quantize"
     assert meta["defense"]["bases"][0]["preset"] == clf.preset
+
+
+def test_eot_of_a_detection_aware_view_keeps_the_detector_term(digits_model: Any) -> None:
+    clf, test = digits_model
+    x, y = _subset(test, 60)
+    detector = MeanDetector(clf, threshold=float(x.flatten(1).mean(1).max()) + 0.01).eval()
+    view = detection_aware(detector, detector.score)
+    smooth = models.eot(view, samples=3)
+    # deterministic inside: the expectation of log-softmax is the log-softmax itself
+    lifted = torch.log_softmax(view.conditioned_logits(x + 0.2, y).float(), 1)
+    got = smooth.conditioned_logits(x + 0.2, y)  # type: ignore[attr-defined]
+    assert torch.allclose(got, lifted, atol=1e-5)
+    assert detector.reject(x + 0.2).any()  # the lift is really exercised
+    res = attacks.build("pgd", eps=EPS, steps=30, seed=0)(smooth, x, y)
+    ok = res.success
+    assert ok.any()
+    assert not detector.reject(res.x_adv[ok]).any()  # EOT view: still never a detected success
+    plain = models.eot(clf, samples=2)
+    assert not hasattr(plain, "conditioned_logits")

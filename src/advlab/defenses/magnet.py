@@ -210,8 +210,7 @@ class MagNet(Defended):
     attacks the exact expectation over the uniform pool draw (mean ``log_softmax`` over the
     members, the EOT objective computed without sampling) with the score maximized over members,
     i.e. it asks for inputs that no member rejects; it is deterministic, so no extra EOT wrapper
-    is needed (wrapping a detection-aware view in ``advlab.models.eot`` would drop its
-    label-conditioned logits).
+    is needed (``advlab.models.eot`` of a detection-aware view keeps its detector term too).
 
     Build trained models with :func:`advlab.defenses.magnet_fit.fit_magnet`; an untrained or
     uncalibrated model raises ``RuntimeError`` when used.

@@ -4,6 +4,8 @@ log-probabilities."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -23,6 +25,22 @@ class _Expectation(nn.Module):
         return total / self.samples
 
 
+class _ConditionedExpectation(Classifier):
+    """The EOT view of a label-conditioned model (one with ``conditioned_logits(x, y)``, e.g. a
+    detection-aware view of a randomized detector): its conditioned logits are averaged the same
+    way, so the detector term survives the expectation."""
+
+    def conditioned_logits(self, x: Tensor, y: Tensor) -> Tensor:
+        inner = self.net
+        if not isinstance(inner, _Expectation):
+            raise TypeError("a conditioned EOT view must wrap an expectation module")
+        model: Any = inner.model
+        total = torch.log_softmax(model.conditioned_logits(x, y).float(), 1)
+        for _ in range(inner.samples - 1):
+            total = total + torch.log_softmax(model.conditioned_logits(x, y).float(), 1)
+        return total / inner.samples
+
+
 def eot(model: Classifier, samples: int = 10) -> Classifier:
     """A deterministic-in-expectation view of a randomized ``model``.
 
@@ -32,9 +50,13 @@ def eot(model: Classifier, samples: int = 10) -> Classifier:
     cross-entropy attacks; its prediction is the class of highest mean log-probability. Every
     forward costs ``samples`` forwards of ``model`` (attacks count it as one query). Bounds,
     classes and input shape are the model's; the model's own normalization is applied inside it.
+    A label-conditioned ``model`` (a detection-aware view, see
+    :func:`advlab.defenses.detection_aware`) keeps its conditioning: the view's
+    ``conditioned_logits(x, y)`` is the same mean over the model's conditioned logits.
     """
     if not isinstance(model, Classifier):
         raise TypeError(f"model must be an advlab Classifier; got {type(model).__name__}")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples must be an integer >= 1; got {samples!r}")
-    return wrap_like(model, _Expectation(model, samples))
+    cls = _ConditionedExpectation if hasattr(model, "conditioned_logits") else Classifier
+    return wrap_like(model, _Expectation(model, samples), cls)
