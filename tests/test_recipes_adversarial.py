@@ -454,6 +454,8 @@ def test_fast_unclipped_start_is_a_bounded_fgsm_step_from_the_raw_noise(
         ("trades", {"beta": -1.0}, ValueError, r"beta must be >= 0; got -1\.0"),
         ("noise", {"kind": "gaussian"}, ValueError, "kind must be one of 'sign', 'uniform'"),
         ("pgd", {"craft_mode": "test"}, ValueError, "craft_mode must be one of"),
+        ("pgd", {"eps_warmup": -1}, ValueError, "eps_warmup must be an integer >= 0"),
+        ("pgd", {"eps_warmup": 1.5}, ValueError, "eps_warmup must be an integer >= 0"),
         ("fast", {"alpha": -0.1}, ValueError, "alpha must be >= 0"),
         ("fast", {"stop_on_overfit": "yes"}, TypeError, "stop_on_overfit"),
         ("fgsm-mix", {"eps": "0.3"}, TypeError, "eps must be a number; got str"),
@@ -465,3 +467,24 @@ def test_bad_arguments(
 ) -> None:
     with pytest.raises(error, match=match):
         build_recipe(name, kwargs)
+
+
+def test_pgd_eps_warmup_ramps_the_training_budget_and_not_validation() -> None:
+    recipe = build_recipe("pgd", {"eps": 0.3, "steps": 2, "eps_warmup": 2})
+    budgets = []
+    for epoch in range(4):
+        recipe.start_epoch(epoch)
+        budgets.append(recipe.attack().eps)  # type: ignore[attr-defined]
+    assert budgets == pytest.approx([0.1, 0.2, 0.3, 0.3])
+    assert recipe.config()["eps_warmup"] == 2
+    # the crafted examples respect this epoch's budget
+    clf = models.build("lenet", input_shape=(1, 8, 8))
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
+    recipe.start_epoch(0)
+    _, logits = recipe.loss(clf, x, y)
+    assert logits.shape == (6, 10)
+    x_adv = recipe.attack().craft(clf, x, y)  # type: ignore[attr-defined]
+    assert float((x_adv - x).abs().max()) <= 0.1 + 1e-6
+    plain = build_recipe("pgd", {"eps": 0.3, "steps": 2})
+    plain.start_epoch(0)
+    assert plain.attack().eps == 0.3  # type: ignore[attr-defined]
