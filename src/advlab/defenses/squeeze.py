@@ -15,6 +15,7 @@ from advlab.defenses.base import Defended, GradientStory, bpda, defenses, detect
 from advlab.defenses.preprocess._common import check_float, check_int, match_mode
 from advlab.defenses.preprocess.filters import median_filter
 from advlab.defenses.preprocess.quantize import reduce_bit_depth
+from advlab.defenses.squeeze_attack import SqueezeAware
 from advlab.models.classifier import Classifier
 from advlab.utils.modes import restored_modes
 
@@ -155,13 +156,24 @@ class FeatureSqueezing(Defended):
         return self.score(x) > self.threshold.to(x.device)
 
     def adaptive(self) -> Classifier:
+        """The joint, detector-aware view :class:`~advlab.defenses.squeeze_attack.SqueezeAware`
+        (every branch pushed to the same wrong class; the true class lifted where the detector
+        fires). For the strongest attack advlab has on this detector, run
+        :class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` on it."""
+        self._require_fitted()
+        with restored_modes(self):
+            return SqueezeAware(self)
+
+    def score_aware(self, *, weight: float = 10.0, margin: float = 20.0) -> Classifier:
+        """The earlier, weaker adaptive view: :func:`advlab.defenses.detection_aware` with score
+        ``score(x) - threshold`` (BPDA through both squeezers), the base's logits elsewhere."""
         self._require_fitted()
 
         def excess(x: Tensor) -> Tensor:
             return self._scores(x, through=True) - self.threshold.to(x.device)
 
         with restored_modes(self):
-            return detection_aware(self, excess)
+            return detection_aware(self, excess, weight=weight, margin=margin)
 
     def defense_args(self) -> dict[str, Any]:
         return {"bits": self.bits, "median": self.median}

@@ -73,7 +73,7 @@ class OnePixel2019(Reproduction):
                 Cell(
                     T_COST,
                     f"{k} pixel{'s' if k > 1 else ''}",
-                    "queries per image",
+                    "queries per image (thousands)",
                     None,
                     float(res.queries.float().mean()) / 1000,
                     unit="thousand",
