@@ -53,12 +53,17 @@ class FeatureSqueezing(Defended):
     paper picks the threshold reaching 5% FPR on its validation set: the same rule).
 
     Gradient story ``"bpda"``: ``naive()`` is the model itself (an attacker ignoring the
-    detector sees the base's exact gradient). ``adaptive()`` folds the detector into the attack
-    (:func:`advlab.defenses.detection_aware`, score ``score(x) - threshold``) with BPDA through
-    the squeezers (real squeeze forward, identity backward), so the score's gradient flows
-    through both the plain and the squeezed branch (He et al. 2017 and Carlini & Wagner 2017
-    broke such detectors with detector-aware attacks). Use a margin loss for attacks on it:
-    cross-entropy saturates once the detector's lift dominates the logits.
+    detector sees the base's exact gradient). ``adaptive()`` is the joint detector-aware view
+    :class:`~advlab.defenses.squeeze_attack.SqueezeAware`: per wrong class the lowest
+    log-probability over the plain and squeezed branches, so an attack pushes every branch to
+    the same wrong class (He et al. 2017; Sharma & Chen 2018), with the true class lifted where
+    the detector fires; BPDA (exact forward, identity backward) through bit-depth reduction,
+    autograd through the median. ``score_aware()`` is the earlier, weaker view (the score folded
+    in with :func:`advlab.defenses.detection_aware`). Use a margin loss for attacks on either.
+    The strongest attack advlab has on this detector is
+    :class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` (not in the attack registry;
+    call it on the detector), which fixes the bit-depth branch first and then matches the other
+    branches to it (docs/defenses/preprocessing.md has the MNIST numbers).
     """
 
     name: ClassVar[str] = "feature-squeezing"
