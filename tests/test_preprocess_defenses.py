@@ -391,6 +391,14 @@ def test_evaluate_runs_through_the_squeeze_aware_view(
     block = report.to_dict()["defense"]
     assert block["views"]["adaptive"] == "SqueezeAware" and block["detects"]
     assert 0.0 <= report.robust_accuracy(0.2) <= 1.0
+    # the defense's own attack runs on the adaptive view, after the suite's attacks
+    titles = [a["name"] for a in report.to_dict()["suite"]["attacks"]]
+    assert titles[-1] == "feature-squeezing-joint (adaptive)"
+    joint = float(report.attack_accuracy("feature-squeezing-joint (adaptive)", 0.2))
+    assert report.robust_accuracy(0.2) <= joint <= 1.0
+    # an L2 evaluation skips it (Linf only)
+    l2 = evaluate(fs, (xt[:10], yt[:10]), eps=[1.0], norm="l2", suite="quick", audit=False)
+    assert all("joint" not in a["name"] for a in l2.to_dict()["suite"]["attacks"])
 
 
 # ------------------------------------------------------------------------------ round trips

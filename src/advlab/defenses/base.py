@@ -35,7 +35,7 @@ registry (factories take the base Classifier(s) positionally and the spec's keyw
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +43,9 @@ from torch import Tensor, nn
 from advlab.models.checkpoint import set_defense_hooks
 from advlab.models.classifier import Classifier
 from advlab.registry import Registry
+
+if TYPE_CHECKING:
+    from advlab.attacks import Attack
 
 GradientStory = Literal["exact", "bpda", "eot", "bpda+eot"]
 GRADIENT_STORIES: tuple[str, ...] = ("exact", "bpda", "eot", "bpda+eot")
@@ -111,6 +114,13 @@ class Defended(Classifier):
     def adaptive(self) -> Classifier:
         """The model an informed attacker differentiates (default: this model as is)."""
         return self
+
+    def adaptive_attacks(self) -> tuple[type[Attack], ...]:
+        """The defense's own attacks, beyond any suite's, that ``advlab.evaluate`` also runs on
+        the ``adaptive()`` view of this model (default none). Each is an attack class with a
+        ``name`` and ``norms``, built with the evaluation's norm, eps and seed; one whose
+        ``norms`` lack the evaluation's norm is skipped."""
+        return ()
 
     def defense_args(self) -> dict[str, Any]:
         """JSON-ready keyword arguments that rebuild this defense around its bases."""

@@ -11,11 +11,12 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from advlab.attacks import Attack
 from advlab.defenses.base import Defended, GradientStory, bpda, defenses, detection_aware
 from advlab.defenses.preprocess._common import check_float, check_int, match_mode
 from advlab.defenses.preprocess.filters import median_filter
 from advlab.defenses.preprocess.quantize import reduce_bit_depth
-from advlab.defenses.squeeze_attack import SqueezeAware
+from advlab.defenses.squeeze_attack import JointSqueezeAttack, SqueezeAware
 from advlab.models.classifier import Classifier
 from advlab.utils.modes import restored_modes
 
@@ -164,10 +165,16 @@ class FeatureSqueezing(Defended):
         """The joint, detector-aware view :class:`~advlab.defenses.squeeze_attack.SqueezeAware`
         (every branch pushed to the same wrong class; the true class lifted where the detector
         fires). For the strongest attack advlab has on this detector, run
-        :class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` on it."""
+        :class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` on it (``advlab.evaluate``
+        does, see :meth:`adaptive_attacks`)."""
         self._require_fitted()
         with restored_modes(self):
             return SqueezeAware(self)
+
+    def adaptive_attacks(self) -> tuple[type[Attack], ...]:
+        """:class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` (Linf), which
+        ``advlab.evaluate`` runs on the adaptive view besides the suite's attacks."""
+        return (JointSqueezeAttack,)
 
     def score_aware(self, *, weight: float = 10.0, margin: float = 20.0) -> Classifier:
         """The earlier, weaker adaptive view: :func:`advlab.defenses.detection_aware` with score

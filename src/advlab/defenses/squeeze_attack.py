@@ -201,6 +201,8 @@ class JointSqueezeAttack(BudgetAttack):
             bit stage from a uniform random point of the ball, on the inputs not yet broken.
             (Measured on MNIST: 3 runs break 1 more input in 100 than 1, for 3x the cost.)
         seed: seeds the random starts.
+        norm: ``"linf"`` only (accepted so that evaluation suites can build it like any
+            attack).
 
     Cost: ``warm_steps`` forward/backward passes through all three branches, then per input
     and target ``bit_steps`` forward/backward passes through the base model
@@ -229,8 +231,9 @@ class JointSqueezeAttack(BudgetAttack):
         step_size: float = 0.25,
         restarts: int = 1,
         seed: int | None = 0,
+        norm: str = "linf",
     ) -> None:
-        super().__init__(norm="linf", eps=eps, early_stop=True, restarts=restarts, seed=seed)
+        super().__init__(norm=norm, eps=eps, early_stop=True, restarts=restarts, seed=seed)
         self.n_target_classes = _positive_int("n_target_classes", n_target_classes)
         self.warm_steps = _positive_int("warm_steps", warm_steps, 0)
         self.bit_steps = _positive_int("bit_steps", bit_steps)
@@ -260,7 +263,10 @@ class JointSqueezeAttack(BudgetAttack):
 
     def _attack(self, p: Problem) -> tuple[Tensor, Tensor | None]:
         view = p.model
-        assert isinstance(view, SqueezeAware)
+        if not isinstance(view, SqueezeAware):
+            raise TypeError(
+                f"{self.name} attacks a FeatureSqueezing view; got {type(view).__name__}"
+            )
         best = p.x.clone()
         done = self._success(view, p.x, p.y)
         p.count(p.queries, p.all)
@@ -300,7 +306,10 @@ class JointSqueezeAttack(BudgetAttack):
     def perturb(self, p: Problem, idx: Tensor) -> Tensor:
         """One run (every target, from the clean inputs) on the samples ``idx``."""
         view = p.model
-        assert isinstance(view, SqueezeAware)
+        if not isinstance(view, SqueezeAware):
+            raise TypeError(
+                f"{self.name} attacks a FeatureSqueezing view; got {type(view).__name__}"
+            )
         return self._search(p, view, idx, random=False)[0]
 
     def _search(

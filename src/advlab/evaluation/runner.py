@@ -34,7 +34,7 @@ from advlab.evaluation.batch import ROBUST, BatchJob, run_batch
 from advlab.evaluation.flags import Flag, check_bounds, precheck
 from advlab.evaluation.report import KIND, SCHEMA_VERSION, RobustnessReport
 from advlab.evaluation.state import EvalState, model_digest, tensor_digest
-from advlab.evaluation.suites import Suite, defended_suite, get_suite, suites
+from advlab.evaluation.suites import AttackSpec, Suite, defended_suite, get_suite, suites
 from advlab.evaluation.transfer import broken_by_transfer, craft
 from advlab.models.classifier import Classifier
 from advlab.models.eot import eot
@@ -148,7 +148,9 @@ def evaluate(
         attacked.eval()
         views, reject = _defense_views(model, pre.randomized, eot_samples)
         if views:
-            the_suite = defended_suite(the_suite, detector=reject is not None)
+            own = model.adaptive_attacks() if isinstance(model, Defended) else ()
+            extra = [AttackSpec(c.name, factory=c) for c in own if norm in c.norms]
+            the_suite = defended_suite(the_suite, detector=reject is not None, extra=extra)
         job = BatchJob(attacked, the_suite, norm, eps_values, seed, n_examples, views, reject)
         records = _run_batches(job, x_all, y_all, batch_size, dev, state_dir, model)
         doc = assemble(records, the_suite, eps_values, k, n_examples)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,6 +72,7 @@ class AttackSpec:
     relative: Mapping[str, float] = field(default_factory=dict)
     label: str = ""
     view: str = ""  # "" the evaluated model; "naive" / "adaptive": a defended model's views
+    factory: type[Attack] | None = None  # an attack class outside the registry (a defense's own)
 
     @property
     def title(self) -> str:
@@ -80,7 +81,7 @@ class AttackSpec:
     @property
     def budget(self) -> bool:
         """Whether the attack takes an eps (else it is a minimum-norm attack run once)."""
-        factory = attacks.get(self.name)
+        factory = self.factory or attacks.get(self.name)
         return isinstance(factory, type) and issubclass(factory, BudgetAttack)
 
     def build(self, norm: str, eps: float | None, seed: int) -> Attack:
@@ -90,6 +91,8 @@ class AttackSpec:
                 raise ValueError(f"{self.name} is a budget attack and needs an eps")
             kw["eps"] = eps
             kw.update({k: f * eps for k, f in self.relative.items()})
+        if self.factory is not None:
+            return self.factory(**kw)
         return attacks.build(self.name, **kw)
 
     def describe(self, norm: str) -> dict[str, Any]:
@@ -224,14 +227,18 @@ def _takes_loss(name: str) -> bool:
     return "loss" in inspect.signature(attacks.get(name)).parameters
 
 
-def defended_suite(suite: Suite, *, detector: bool = False) -> Suite:
+def defended_suite(
+    suite: Suite, *, detector: bool = False, extra: Sequence[AttackSpec] = ()
+) -> Suite:
     """The suite for a defended model (:class:`advlab.defenses.Defended`): every attack crafted
     on the defense-unaware ``naive()`` view (same titles), then every attack crafted on the
     informed ``adaptive()`` view (BPDA / EOT / detector-aware; titles end in ``(adaptive)``).
     Both are scored on the defended model, so the report shows the two side by side and the
     worst case covers both. Against a ``detector`` the adaptive attacks that take a ``loss``
     use the CW margin loss unless the suite sets one: cross-entropy saturates where the
-    detector term lifts the true class, the margin keeps its gradient."""
+    detector term lifts the true class, the margin keeps its gradient. ``extra``: the defense's
+    own adaptive attacks (:meth:`advlab.defenses.Defended.adaptive_attacks`), appended on the
+    adaptive view."""
     naive = [replace(a, view="naive") for a in suite.attacks]
     adaptive = []
     for a in suite.attacks:
@@ -239,6 +246,7 @@ def defended_suite(suite: Suite, *, detector: bool = False) -> Suite:
         if detector and "loss" not in kwargs and _takes_loss(a.name):
             kwargs["loss"] = "margin"
         adaptive.append(replace(a, kwargs=kwargs, view="adaptive", label=f"{a.title} (adaptive)"))
+    adaptive += [replace(a, view="adaptive", label=f"{a.title} (adaptive)") for a in extra]
     notes = (*suite.notes, "defended model: naive and adaptive (BPDA/EOT/detector-aware) views")
     return Suite(suite.name, (*naive, *adaptive), suite.cascade, notes)
 
