@@ -66,10 +66,16 @@ class _StraightThrough(torch.autograd.Function):
         return grad, None
 
 
+def _bits(fs: FeatureSqueezing) -> int:
+    """The detector's bit depth (callers only reach here when it has a bit-depth squeezer)."""
+    if fs.bits is None:
+        raise ValueError("this feature-squeezing detector has no bit-depth squeezer")
+    return int(fs.bits)
+
+
 def _bits_input(fs: FeatureSqueezing, x: Tensor) -> Tensor:
     """The bit-depth squeezer's output, with the identity gradient (BPDA)."""
-    assert fs.bits is not None
-    real = reduce_bit_depth(x.detach(), fs.bits, fs.low, fs.high)
+    real = reduce_bit_depth(x.detach(), _bits(fs), fs.low, fs.high)
     return cast(Tensor, _StraightThrough.apply(x, real))  # type: ignore[no-untyped-call]
 
 
@@ -409,10 +415,9 @@ class JointSqueezeAttack(BudgetAttack):
     ) -> tuple[Tensor, Tensor]:
         """``(lo, hi)`` narrowed to the quantization cell of each pixel of ``xa`` (with a margin
         of ``_EDGE`` from the cell's edges), so that the bit-depth branch's input stays fixed."""
-        assert fs.bits is not None
         low = fs.low.to(device=xa.device, dtype=xa.dtype)
         high = fs.high.to(device=xa.device, dtype=xa.dtype)
-        levels = (1 << fs.bits) - 1
+        levels = (1 << _bits(fs)) - 1
         level = torch.round(((xa - low) / (high - low)).clamp(0.0, 1.0) * levels)
         cell_lo = ((level - 0.5) / levels + _EDGE).clamp(min=0.0) * (high - low) + low
         cell_hi = ((level + 0.5) / levels - _EDGE).clamp(max=1.0) * (high - low) + low
