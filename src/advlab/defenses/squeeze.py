@@ -63,8 +63,9 @@ class FeatureSqueezing(Defended):
     in with :func:`advlab.defenses.detection_aware`). Use a margin loss for attacks on either.
     The strongest attack advlab has on this detector is
     :class:`~advlab.defenses.squeeze_attack.JointSqueezeAttack` (not in the attack registry;
-    call it on the detector; ``advlab.evaluate`` runs it too), which fixes the bit-depth branch first and then matches the other
-    branches to it (docs/defenses/preprocessing.md has the MNIST numbers).
+    call it on the detector; ``advlab.evaluate`` runs it too), which fixes the bit-depth branch
+    first and then matches the other branches to it (docs/defenses/preprocessing.md has the
+    MNIST numbers).
     """
 
     name: ClassVar[str] = "feature-squeezing"
