@@ -4,12 +4,21 @@ log-probabilities."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from advlab.models.classifier import Classifier, wrap_like
+
+
+def _mean_log_softmax(draw: Callable[[], Tensor], samples: int) -> Tensor:
+    """The mean of ``log_softmax`` over ``samples`` calls of ``draw`` (float32)."""
+    total = torch.log_softmax(draw().float(), 1)
+    for _ in range(samples - 1):
+        total = total + torch.log_softmax(draw().float(), 1)
+    return total / samples
 
 
 class _Expectation(nn.Module):
@@ -19,10 +28,7 @@ class _Expectation(nn.Module):
         self.samples = samples
 
     def forward(self, x: Tensor) -> Tensor:
-        total = torch.log_softmax(self.model.logits(x, check=False).float(), 1)
-        for _ in range(self.samples - 1):
-            total = total + torch.log_softmax(self.model.logits(x, check=False).float(), 1)
-        return total / self.samples
+        return _mean_log_softmax(lambda: self.model.logits(x, check=False), self.samples)
 
 
 class _ConditionedExpectation(Classifier):
@@ -35,10 +41,7 @@ class _ConditionedExpectation(Classifier):
         if not isinstance(inner, _Expectation):
             raise TypeError("a conditioned EOT view must wrap an expectation module")
         model: Any = inner.model
-        total = torch.log_softmax(model.conditioned_logits(x, y).float(), 1)
-        for _ in range(inner.samples - 1):
-            total = total + torch.log_softmax(model.conditioned_logits(x, y).float(), 1)
-        return total / inner.samples
+        return _mean_log_softmax(lambda: model.conditioned_logits(x, y), inner.samples)
 
 
 def eot(model: Classifier, samples: int = 10) -> Classifier:
