@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -146,3 +147,32 @@ def test_mode_restored_when_the_attack_raises(digits_model: tuple[Classifier, Te
         assert clf.training and all(p.requires_grad for p in clf.parameters())
     finally:
         clf.eval()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("name", sorted(FAST))
+def test_cuda_results_stay_on_the_device_and_keep_the_invariants(
+    name: str, digits_model: tuple[Classifier, TensorData]
+) -> None:
+    clf, _ = digits_model
+    gpu = copy.deepcopy(clf).cuda().eval()
+    x, y = (t.cuda() for t in _batch(digits_model, 8))
+    x0 = x.clone()
+    target = TARGET.get(name)
+    atk = _build(name, seed=5)
+    res = atk(gpu, x, y, target=target)
+    again = _build(name, seed=5)(gpu, x, y, target=target)
+    assert torch.equal(x, x0) and not gpu.training
+    assert all(p.grad is None for p in gpu.parameters())
+    for t in (res.x_adv, res.success, res.norms, res.logits_adv, res.queries):
+        assert t.device.type == "cuda"
+    assert float(res.x_adv.min()) >= 0.0 and float(res.x_adv.max()) <= 1.0
+    if isinstance(atk, BudgetAttack):
+        assert float(atk.lp.size(res.x_adv - x).max()) <= atk.eps * (1 + 1e-6) + 1e-6
+    with torch.no_grad():
+        pred = gpu(res.x_adv).argmax(1)
+    expected = pred == res.target if res.target is not None else pred != y
+    assert torch.equal(res.success, expected)
+    assert torch.allclose(res.x_adv, again.x_adv, atol=1e-5)
+    one = _build(name)(gpu, x[:1], y[:1], target=target)
+    assert one.x_adv.device.type == "cuda" and one.x_adv.shape == x[:1].shape
