@@ -222,6 +222,20 @@ def test_gray_box_pool_is_seeded_random_and_attackable(
     assert torch.equal(state, torch.get_rng_state())
     assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))  # same seed
     assert not torch.equal(first[0], first[2])  # fresh draws per forward
+    for k in range(2):  # member views: the pool's own autoencoders and thresholds, shared
+        one = m.member(k)
+        assert isinstance(one, MagNet) and not isinstance(one, GrayBoxMagNet)
+        assert one.magnet.ae("I", 0) is m.magnet.ae("I", k) and not one.training
+        assert torch.equal(one.magnet.thresholds[0], m.magnet.thresholds[k])
+        assert torch.equal(one.marks(x), m.marks(x, member=k))
+        fixed = torch.full((x.shape[0],), k, dtype=torch.long)
+        with torch.no_grad():
+            assert torch.equal(one.logits(x), m.magnet.logits_with(x, fixed))
+            assert torch.equal(one.reject(x), m.magnet.score(x, fixed) > 0)
+    with pytest.raises(ValueError, match=r"member must be in \[0, 2\)"):
+        m.member(2)
+    with pytest.raises(TypeError, match="int"):
+        m.member(True)
     view = m.adaptive()
     with torch.no_grad():
         assert torch.equal(view.logits(x), view.logits(x))  # exact expectation: deterministic
@@ -256,6 +270,9 @@ def test_bad_arguments(digits_model: tuple[Classifier, TensorData], fitted: MagN
         fitted.calibrate(test.x, fpr=1.0)
     with pytest.raises(ValueError, match="member"):
         fitted.marks(test.x[:2], member=1)
+    assert fitted.member(0) is fitted
+    with pytest.raises(ValueError, match="member"):
+        fitted.member(1)
     with pytest.raises(TypeError):
         magnet(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
 

@@ -92,3 +92,6 @@ def test_magnet2017_quick(tmp_path: Path) -> None:
     assert cells[("Carlini L2", "no defense")] < cells[("Carlini L2", "with MagNet")] - 20
     adaptive = cells[("PGD Linf eps 0.3, margin loss, knows AEs + detectors", "with MagNet")]
     assert adaptive < cells[("Carlini L2", "with MagNet")] - 10
+    # gray-box: the attacked member falls, a randomly drawn member mostly holds
+    same = cells[("CW-L2 on member 0", "defended by member 0")]
+    assert same < cells[("CW-L2 on member 0", "defended by a random member")] - 20

@@ -341,6 +341,39 @@ class MagNet(Defended):
             self.magnet.thresholds[m] = ranked[n - k - 1]
         return self.magnet.thresholds.clone()
 
+    def member(self, index: int) -> MagNet:
+        """Pool member ``index`` as a one-member :class:`MagNet` (``pool == 1``): its reformer,
+        its detectors and its thresholds, shared with this model (not copied), in eval mode.
+
+        The gray-box experiment of Meng & Chen 2017 attacks one member (the attacker knows its
+        autoencoders) and defends with another or a random one; ``member(i).adaptive()`` is the
+        white-box attack on member ``i`` alone. For ``pool == 1``, ``member(0)`` is ``self``.
+        """
+        if isinstance(index, bool) or not isinstance(index, int):
+            raise TypeError(f"member index must be an int; got {type(index).__name__}")
+        if not 0 <= index < self._pool:
+            raise ValueError(f"member must be in [0, {self._pool}); got {index}")
+        if self._pool == 1:
+            return self
+        net = self.magnet
+        net.require_trained()
+        one = MagNet(
+            net.base,
+            reformer=net.reformer,
+            detectors=self._specs,
+            seed=self._seed,
+            channels=self._channels,
+        )
+        for arch in net.archs:
+            members = one.magnet.aes[arch]
+            if not isinstance(members, nn.ModuleList):
+                raise TypeError(f"pool entry {arch} is a {type(members).__name__}")
+            members[0] = net.ae(arch, index)
+        with torch.no_grad():
+            one.magnet.thresholds.copy_(net.thresholds[index : index + 1])
+            one.magnet.trained.fill_(True)
+        return one.to(net.thresholds.device).eval()
+
     # ---------------------------------------------------------------- views
     def naive(self) -> Classifier:
         """The undefended base classifier (attacks crafted on the target classifier alone)."""
