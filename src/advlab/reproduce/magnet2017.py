@@ -52,7 +52,9 @@ ROWS: list[tuple[str, dict[str, Any], float, float, bool]] = [
 def _build(spec: dict[str, Any], quick: bool, seed: int) -> Attack:
     kw = {k: v for k, v in spec.items() if k != "attack"}
     if spec["attack"] == "cw-l2" and quick:
-        kw.update(binary_search_steps=4, steps=100, initial_const=1.0)
+        # 100 steps at the paper's lr 1e-2 barely move the pixels stuck at 0 in tanh space
+        # (48% success on the bare quick classifier); lr 0.05 reaches 100%
+        kw.update(binary_search_steps=4, steps=100, initial_const=1.0, lr=0.05)
     return attacks.build(spec["attack"], seed=seed, **kw)
 
 
@@ -130,12 +132,7 @@ def gray_box(
         batch_size=batch,
     )
     ctx.log(f"[attack] gray-box: CW-L2 on member 0 of {POOL}")
-    # quick: 6 x 200 steps (4 x 100 succeeds on only half the images through the detectors)
-    cw = (
-        attacks.build("cw-l2", binary_search_steps=6, steps=200, initial_const=1.0, seed=ctx.seed)
-        if q
-        else _build({"attack": "cw-l2"}, q, ctx.seed)
-    )
+    cw = _build({"attack": "cw-l2"}, q, ctx.seed)
     x_adv = _craft(cw, pool.member(0).adaptive(), test.x, test.y)
     acc = [defended_accuracy(pool.member(j), x_adv, test.y) for j in range(POOL)]
     clean = [
@@ -293,8 +290,7 @@ class MagNet2017(Reproduction):
         if q:
             notes.append(
                 "Quick mode: 10,000 training images, 2-epoch classifier, 20-epoch autoencoders "
-                "(lr 3e-3), 100 test images, CW-L2 with 4 x 100 steps from c = 1, no CW "
-                "Linf/L0; gray-box pool: 10 epochs of batch 32 on 3,000 images, its CW-L2 6 x 200 "
-                "steps."
+                "(lr 3e-3), 100 test images, CW-L2 with 4 x 100 steps from c = 1 at lr 0.05, no CW "
+                "Linf/L0; gray-box pool: 10 epochs of batch 32 on 3,000 images."
             )
         return Outcome(cells, notes, [], {"n_test": len(test), "fpr": 0.001})
