@@ -7,8 +7,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
+from _helpers import InterruptAt
+from advlab import data
 from advlab.cli.main import main
+from advlab.defenses.training import Standard, TrainConfig
 from advlab.reproduce import Cell, Context, Outcome, Reproduction, reproductions, run
 
 
@@ -95,3 +99,30 @@ def test_magnet2017_quick(tmp_path: Path) -> None:
     # gray-box: the attacked member falls, a randomly drawn member mostly holds
     same = cells[("CW-L2 on member 0", "defended by member 0")]
     assert same < cells[("CW-L2 on member 0", "defended by a random member")] - 20
+
+
+def test_context_model_resumes_a_killed_training_run(tmp_path: Path) -> None:
+    """ctx.model checkpoints every epoch: after a kill in epoch 2 the next call resumes and
+    ends with the weights of an uninterrupted run; the partial folder goes once it is saved."""
+    train_set = data.load("digits", "train").subset(range(640))  # 10 batches of 64
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=3e-3, seed=1)
+    logs: list[str] = []
+    ctx = Context(tmp_path, tmp_path / "cache", True, torch.device("cpu"), 0, None, logs.append)
+    args = {"input_shape": (1, 8, 8), "num_classes": 10}
+    with pytest.raises(KeyboardInterrupt):
+        ctx.model("m", "lenet", train_set, cfg, InterruptAt(Standard(), at=15), **args)
+    assert (tmp_path / "cache" / "m.partial").is_dir()
+    counter = InterruptAt(Standard(), at=-1)  # never fires; counts the batches
+    resumed = ctx.model("m", "lenet", train_set, cfg, counter, **args)
+    assert counter.seen == 20  # epochs 2 and 3 only: epoch 1 finished before the kill
+    assert not (tmp_path / "cache" / "m.partial").exists()
+    fresh_ctx = Context(tmp_path, tmp_path / "fresh", True, torch.device("cpu"), 0, None, print)
+    fresh = fresh_ctx.model("m", "lenet", train_set, cfg, **args)
+    for a, b in zip(resumed.state_dict().values(), fresh.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # a partial run with other settings is discarded, not resumed or reported as an error
+    with pytest.raises(KeyboardInterrupt):
+        ctx.model("n", "lenet", train_set, cfg, InterruptAt(Standard(), at=15), **args)
+    other = TrainConfig(epochs=3, batch_size=64, lr=1e-3, seed=1)
+    ctx.model("n", "lenet", train_set, other, **args)
+    assert any("discarding n.partial" in m for m in logs)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import shutil
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -110,7 +111,12 @@ class Context:
         recipe: Recipe | None = None,
         **preset_args: Any,
     ) -> Classifier:
-        """The model cached under ``key`` (``cache/key``), trained now if it is not there yet."""
+        """The model cached under ``key`` (``cache/key``), trained now if it is not there yet.
+
+        Training checkpoints every epoch in ``cache/key.partial``: a run that is killed resumes
+        from its last finished epoch next time (the weights equal an uninterrupted run's on
+        CPU); a partial run with other settings is discarded. The folder goes once the model
+        is saved."""
         folder = self.cache / key
         if (folder / "model.json").is_file():
             try:
@@ -118,16 +124,29 @@ class Context:
                 return load(folder, device=self.device)
             except CheckpointError as err:
                 self.log(f"[cache] {key} unreadable ({err}); training again")
-        with torch.random.fork_rng(devices=[]):  # initial weights from the seed, not global state
-            torch.manual_seed(self.seed)
-            clf = build(preset, **preset_args)
+        partial = self.cache / f"{key}.partial"
+        cfg = TrainConfig(**{**config.to_dict(), "device": str(self.device), "keep_best": False})
         self.log(f"[train] {key}: {preset}, {config.epochs} epoch(s) on {len(train_data)} samples")
         t0 = time.perf_counter()
-        cfg = TrainConfig(**{**config.to_dict(), "device": str(self.device), "keep_best": False})
-        result = train(clf, train_data, None, cfg, recipe=recipe)
-        seconds = time.perf_counter() - t0
+        for attempt in range(2):
+            with torch.random.fork_rng(devices=[]):  # initial weights from the seed
+                torch.manual_seed(self.seed)
+                clf = build(preset, **preset_args)
+            try:
+                result = train(clf, train_data, None, cfg, recipe=recipe, out=partial, resume=True)
+                break
+            except ValueError as err:
+                if attempt or "cannot resume" not in str(err):
+                    raise
+                self.log(f"[train] {key}: discarding {partial.name} ({err})")
+                shutil.rmtree(partial)
+        seconds = sum(float(h.get("seconds", 0.0)) for h in result.history)
         save(clf, folder, dataset=train_data.name, metrics={"train_seconds": seconds})
-        self.log(f"[train] {key}: done in {seconds:.0f} s ({len(result.history)} epochs)")
+        shutil.rmtree(partial, ignore_errors=True)
+        self.log(
+            f"[train] {key}: done in {time.perf_counter() - t0:.0f} s "
+            f"({len(result.history)} epochs, {seconds:.0f} s of training in all)"
+        )
         return clf.to(self.device).eval()
 
 

@@ -170,7 +170,10 @@ class Goodfellow2015(Reproduction):
             "constraint and no early stopping (the paper trained much longer with SGD, "
             "momentum, max-norm and early stopping on a validation set).",
             "Adversarial training: advlab's fgsm-mix recipe, alpha 0.5, eps 0.25, examples "
-            "crafted every batch from the current weights in eval mode (dropout off).",
+            "crafted every batch from the current weights in eval mode (dropout off). The paper "
+            "trained a larger maxout for this row (1,600 units per layer); here it has the "
+            "same 240 units as the plain maxout, to stay in the CPU budget "
+            "(docs/recipes.md has a 1,600-unit run).",
         ]
         if q:
             notes.append(
