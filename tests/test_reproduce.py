@@ -115,6 +115,7 @@ def test_context_model_resumes_a_killed_training_run(tmp_path: Path) -> None:
     counter = InterruptAt(Standard(), at=-1)  # never fires; counts the batches
     resumed = ctx.model("m", "lenet", train_set, cfg, counter, **args)
     assert counter.seen == 20  # epochs 2 and 3 only: epoch 1 finished before the kill
+    assert "[train] m: resuming from m.partial" in logs
     assert not (tmp_path / "cache" / "m.partial").exists()
     fresh_ctx = Context(tmp_path, tmp_path / "fresh", True, torch.device("cpu"), 0, None, print)
     fresh = fresh_ctx.model("m", "lenet", train_set, cfg, **args)

@@ -26,6 +26,7 @@ from advlab._version import __version__
 from advlab.data import TensorData
 from advlab.data import load as load_data
 from advlab.defenses.training import Recipe, TrainConfig, train
+from advlab.defenses.training.loop import STATE
 from advlab.models import Classifier, build, load, save
 from advlab.models.checkpoint import CheckpointError
 from advlab.registry import Registry
@@ -132,8 +133,13 @@ class Context:
             with torch.random.fork_rng(devices=[]):  # initial weights from the seed
                 torch.manual_seed(self.seed)
                 clf = build(preset, **preset_args)
+            resume = (partial / STATE).is_file()
+            if resume:
+                self.log(f"[train] {key}: resuming from {partial.name}")
             try:
-                result = train(clf, train_data, None, cfg, recipe=recipe, out=partial, resume=True)
+                result = train(
+                    clf, train_data, None, cfg, recipe=recipe, out=partial, resume=resume
+                )
                 break
             except ValueError as err:
                 if attempt or "cannot resume" not in str(err):
