@@ -149,6 +149,7 @@ def test_mode_restored_when_the_attack_raises(digits_model: tuple[Classifier, Te
         clf.eval()
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", sorted(FAST))
 def test_cuda_results_stay_on_the_device_and_keep_the_invariants(

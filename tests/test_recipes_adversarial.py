@@ -95,6 +95,7 @@ def test_recipe_beats_plain_training(name: str, plain_acc: dict[str, float]) -> 
     assert acc["pgd"] > plain_acc["pgd"] + GAIN, (acc, plain_acc)
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("name", sorted(ROBUST_RECIPES))
 def test_recipe_with_mixed_precision_on_cuda(name: str, plain_acc: dict[str, float]) -> None:
