@@ -10,12 +10,12 @@ import torch
 from torch import nn
 
 from advlab.models.classifier import Classifier
-from advlab.models.nets import Maxout, TramerB, spatial_size
+from advlab.models.nets import ChannelMaxout, Maxout, TramerB, spatial_size
 from advlab.models.nets_resnet import WideResNet
 from advlab.models.zoo import build, default_input_shape, describe, models
 
 MNIST_PRESETS = [
-    "softmax", "maxout", "mlp", "lenet", "madry-mnist", "papernot-mnist",
+    "softmax", "maxout", "maxout-conv", "mlp", "lenet", "madry-mnist", "papernot-mnist",
     "tramer-a", "tramer-b", "tramer-c", "tramer-d", "small-cnn", "wong-mnist",
 ]  # fmt: skip
 CIFAR_PRESETS = ["preact-resnet18", "wide-resnet"]
@@ -25,11 +25,19 @@ SMALL: dict[str, dict[str, Any]] = {
     "wide-resnet": {"depth": 10, "widen_factor": 1},
 }
 # minimum square input side of the presets that cannot take every size
-MIN_SIZE = {"papernot-mnist": 16, "small-cnn": 16, "tramer-a": 9, "tramer-b": 28, "tramer-c": 5}
+MIN_SIZE = {
+    "maxout-conv": 19,
+    "papernot-mnist": 16,
+    "small-cnn": 16,
+    "tramer-a": 9,
+    "tramer-b": 28,
+    "tramer-c": 5,
+}
 # parameter counts at 1x28x28, 10 classes (Madry's matches the released TF model)
 PARAMS = {
     "softmax": 7_850,
     "maxout": 1_233_610,
+    "maxout-conv": 417_514,
     "mlp": 269_322,
     "lenet": 107_786,
     "madry-mnist": 3_274_634,
@@ -179,6 +187,15 @@ def test_maxout_takes_max_over_pieces() -> None:
         layer.linear.bias.zero_()
     x = torch.tensor([[0.2, 0.7], [-3.0, 1.0], [-1.0, -2.0]])
     assert torch.allclose(layer(x), torch.tensor([[0.7], [2.0], [3.0]]))
+
+
+def test_channel_maxout_takes_max_over_consecutive_channels() -> None:
+    x = torch.tensor([1.0, 5.0, -2.0, -3.0, 0.5, 4.0]).view(1, 6, 1, 1).expand(2, 6, 3, 3)
+    out = ChannelMaxout(3)(x)
+    assert out.shape == (2, 2, 3, 3)
+    assert torch.equal(out[:, :, 0, 0], torch.tensor([[5.0, 4.0], [5.0, 4.0]]))
+    with pytest.raises(ValueError, match="pieces"):
+        ChannelMaxout(0)
 
 
 def test_spatial_size_matches_real_forward() -> None:

@@ -27,6 +27,7 @@ from advlab.models.nets import (
     MLP,
     LeNet5,
     MadryMNIST,
+    MaxoutConvNet,
     MaxoutNet,
     SmallCNN,
     SoftmaxRegression,
@@ -79,6 +80,24 @@ def _maxout(
         pieces=pieces,
         input_dropout=input_dropout,
         dropout=dropout,
+    )
+
+
+@models.register("maxout-conv")
+def _maxout_conv(
+    *,
+    in_channels: int = 1,
+    num_classes: int = 10,
+    input_size: int = 28,
+    input_dropout: float = 0.2,
+    dropout: float = 0.5,
+) -> nn.Module:
+    """Convolutional dropout maxout net, 3 conv maxout layers + pooling (Goodfellow et al. 2013).
+
+    Arch kwargs: ``input_dropout``, ``dropout``.
+    """
+    return MaxoutConvNet(
+        in_channels, num_classes, input_size, input_dropout=input_dropout, dropout=dropout
     )
 
 
