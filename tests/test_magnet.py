@@ -21,7 +21,7 @@ from advlab.defenses.magnet import (
     jsd,
     magnet,
 )
-from advlab.defenses.magnet_fit import fit_autoencoder, fit_magnet
+from advlab.defenses.magnet_fit import fit_autoencoder, fit_autoencoders, fit_magnet
 from advlab.models import Classifier
 
 FPR = 0.05  # large enough to measure on a few hundred digits
@@ -82,6 +82,26 @@ def test_fit_autoencoder_learns_and_is_seeded(split: tuple[TensorData, torch.Ten
         fit_autoencoder(AutoEncoder("I", 3), train_set, epochs=1, device="cpu")
     with pytest.raises(ValueError, match="epochs"):
         fit_autoencoder("I", train_set, epochs=0, device="cpu")
+
+
+def test_diversity_penalty_starts_after_pretraining(split: tuple[TensorData, torch.Tensor]) -> None:
+    train_set, x_val = split
+    kw = {"epochs": 2, "lr": 1e-2, "batch_size": 64, "device": "cpu", "progress": False}
+
+    def pool(diversity: float, pretrain: int) -> torch.Tensor:
+        aes = [AutoEncoder("II", 1, seed=s) for s in (0, 1)]
+        fit_autoencoders(aes, train_set, diversity=diversity, pretrain_epochs=pretrain, **kw)  # type: ignore[arg-type]
+        with torch.no_grad():
+            return torch.stack([a(x_val[:50]) for a in aes])
+
+    plain, late, early = pool(0.0, 0), pool(5.0, 1), pool(5.0, 0)
+    # the penalty changes training only in the epochs after the pre-training ones
+    assert not torch.equal(late, plain) and not torch.equal(late, early)
+    # and it pushes the two members' reconstructions apart
+    assert float((late[0] - late[1]).abs().mean()) > float((plain[0] - plain[1]).abs().mean())
+    for bad in (-1, 2, 1.5, True):
+        with pytest.raises(ValueError, match="pretrain_epochs"):
+            fit_autoencoders([AutoEncoder("II", 1)], train_set, pretrain_epochs=bad, **kw)  # type: ignore[arg-type]
 
 
 def test_false_positive_rate_matches_target(

@@ -11,8 +11,9 @@ calibrates its thresholds on clean validation data.
 Deviations: the noise is drawn afresh for every batch (the authors draw it once, before
 training); with ``diversity > 0`` the pool members of one architecture are trained jointly with
 the diversity penalty of the authors' ``PackedAutoEncoder``
-(``sum_i MSE(AE_i, x) - diversity * sum_i MSE(AE_i, mean_j AE_j)``), from scratch rather than
-after a few epochs of separate pre-training.
+(``sum_i MSE(AE_i, x) - diversity * sum_i MSE(AE_i, mean_j AE_j)``). As in the authors' code the
+penalty can start after ``pretrain_epochs`` epochs without it (theirs: 3 epochs of separate
+training, then the joint fine-tuning with a fresh optimizer; here one optimizer throughout).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ def fit_autoencoders(
     batch_size: int = 256,
     reg: float = 1e-9,
     diversity: float = 0.0,
+    pretrain_epochs: int = 0,
     bounds: tuple[float, float] = (0.0, 1.0),
     seed: int = 0,
     device: str | torch.device = "auto",
@@ -76,7 +78,8 @@ def fit_autoencoders(
     """Train ``aes`` in place on the clean images of ``data`` (see the module docstring) and
     return them in eval mode on ``device``. ``bounds`` is the pixel range of ``data`` (mapped to
     ``[0, 1]`` for the autoencoders). Batch order and noise come from a private generator seeded
-    by ``seed``; the global RNG is not touched. ``progress``: a bar per epoch (``None``: unless
+    by ``seed``; the global RNG is not touched. ``diversity`` applies from epoch
+    ``pretrain_epochs`` on (0: from the start). ``progress``: a bar per epoch (``None``: unless
     ``ADVLAB_PROGRESS=0``)."""
     if not aes or not all(isinstance(a, AutoEncoder) for a in aes):
         raise TypeError("aes must be a non-empty sequence of MagNet AutoEncoders")
@@ -86,6 +89,12 @@ def fit_autoencoders(
         raise ValueError(f"noise must be a number >= 0; got {noise!r}")
     if not (isinstance(reg, float | int) and reg >= 0) or not diversity >= 0:
         raise ValueError(f"reg and diversity must be >= 0; got {reg!r}, {diversity!r}")
+    if isinstance(pretrain_epochs, bool) or not isinstance(pretrain_epochs, int):
+        raise ValueError(f"pretrain_epochs must be an integer >= 0; got {pretrain_epochs!r}")
+    if not 0 <= pretrain_epochs < epochs:
+        raise ValueError(
+            f"pretrain_epochs must be in [0, epochs); got {pretrain_epochs} with epochs {epochs}"
+        )
     low, high = float(bounds[0]), float(bounds[1])
     dev = resolve_device(device)
     x = _inputs(data, "data")
@@ -118,7 +127,7 @@ def fit_autoencoders(
                 loss = sum(
                     (torch.mean((o - target) ** 2) for o in outs), torch.zeros((), device=dev)
                 )
-                if diversity > 0 and len(outs) > 1:
+                if diversity > 0 and len(outs) > 1 and epoch >= pretrain_epochs:
                     avg = torch.stack(outs).mean(0)
                     loss = loss - diversity * sum(
                         (torch.mean((avg - o) ** 2) for o in outs), torch.zeros((), device=dev)
@@ -202,6 +211,7 @@ def fit_magnet(
     batch_size: int = 256,
     reg: float = 1e-9,
     diversity: float = 0.0,
+    pretrain_epochs: int = 0,
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool | None = None,
@@ -209,7 +219,8 @@ def fit_magnet(
     """A trained, calibrated MagNet around ``base`` (the paper's MNIST setup by default).
 
     Trains every autoencoder the ``reformer`` and ``detectors`` name (``pool`` copies of each,
-    different initial weights; with ``diversity > 0`` trained jointly, see the module docstring)
+    different initial weights; with ``diversity > 0`` trained jointly, the penalty starting
+    after ``pretrain_epochs`` epochs, see the module docstring)
     on the clean images of ``train_data``, then calibrates the detector thresholds on the clean
     images of ``val_data`` for a whole-defense false-positive rate ``fpr`` (split evenly among
     the detectors; :meth:`MagNet.calibrate`). Returns a :class:`MagNet` (``pool == 1``) or a
@@ -242,6 +253,7 @@ def fit_magnet(
             batch_size=batch_size,
             reg=reg,
             diversity=diversity,
+            pretrain_epochs=pretrain_epochs,
             bounds=(net.low, net.high),
             seed=seed * 10_007 + 7919 * (i + 1),
             device=dev,
