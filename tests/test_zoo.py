@@ -194,8 +194,11 @@ def test_channel_maxout_takes_max_over_consecutive_channels() -> None:
     out = ChannelMaxout(3)(x)
     assert out.shape == (2, 2, 3, 3)
     assert torch.equal(out[:, :, 0, 0], torch.tensor([[5.0, 4.0], [5.0, 4.0]]))
+    assert torch.equal(ChannelMaxout(3)(x.contiguous(memory_format=torch.channels_last)), out)
     with pytest.raises(ValueError, match="pieces"):
         ChannelMaxout(0)
+    with pytest.raises(ValueError, match="not a multiple"):
+        ChannelMaxout(4)(x)
 
 
 def test_spatial_size_matches_real_forward() -> None:

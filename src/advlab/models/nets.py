@@ -254,10 +254,10 @@ class ChannelMaxout(nn.Module):
         self.pieces = check_int("pieces", pieces, 1)
 
     def forward(self, x: Tensor) -> Tensor:
-        n, c, h, w = x.shape
+        c = x.shape[1]
         if c % self.pieces:
             raise ValueError(f"ChannelMaxout({self.pieces}) got {c} channels, not a multiple")
-        return x.view(n, c // self.pieces, self.pieces, h, w).amax(dim=2)
+        return torch.unflatten(x, 1, (c // self.pieces, self.pieces)).amax(dim=2)  # any layout
 
     def extra_repr(self) -> str:
         return f"pieces={self.pieces}"
