@@ -75,6 +75,22 @@ def test_restarts_never_hurt(digits_model: tuple[Classifier, TensorData]) -> Non
     assert three <= one
 
 
+def test_early_stop_runs_every_restart_on_robust_inputs(
+    digits_model: tuple[Classifier, TensorData],
+) -> None:
+    # regression: with early stop, the first run used to mark every input done, so later
+    # restarts never ran
+    clf, test = digits_model
+    kw = {"eps": 0.04, "steps": 5, "step_size": 0.01, "early_stop": True}
+    one = attacks.build("pgd", **kw)(clf, test.x, test.y)
+    four = attacks.build("pgd", restarts=4, **kw)(clf, test.x, test.y)
+    robust = ~four.success
+    assert bool(robust.any())
+    assert bool((four.gradients[robust] == 4 * 5).all())
+    assert four.accuracy <= one.accuracy
+    assert bool((four.success | ~one.success).all())  # the first run's successes are kept
+
+
 def test_early_stop_is_as_strong_and_cheaper(digits_model: tuple[Classifier, TensorData]) -> None:
     clf, test = digits_model
     off = attacks.build("pgd", eps=0.1, steps=20, step_size=0.01)(clf, test.x, test.y)

@@ -315,7 +315,8 @@ class BudgetAttack(Attack):
         filled = torch.zeros_like(done)
         if self.early_stop:
             best_logits = p.logits(p.x, p.all)
-            done = filled = p.is_adv(best_logits, p.all)
+            done = p.is_adv(best_logits, p.all)
+            filled = done.clone()  # its own tensor: filling a row must not mark it done
         if self.eps == 0:
             return best, None
         for run in range(self.restarts):
