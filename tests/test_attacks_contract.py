@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 from typing import Any
 
 import pytest
@@ -135,6 +136,38 @@ def test_eps_zero_is_the_identity(name: str, digits_model: tuple[Classifier, Ten
     kw = {"alpha": 0.0} if name == "rand-fgsm" else {}
     res = _build(name, eps=0.0, **kw)(clf, x, y)
     assert torch.equal(res.x_adv, x)
+
+
+def _takes(name: str, arg: str) -> bool:
+    return arg in inspect.signature(attacks.attacks.get(name)).parameters
+
+
+RESTARTS = [
+    (n, es) for n in sorted(FAST) if _takes(n, "restarts") for es in (False, True)
+    if es is False or _takes(n, "early_stop")
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "early_stop"), RESTARTS)
+def test_restarts_keep_the_first_runs_results_and_work_on_the_rest(
+    name: str, early_stop: bool, digits_model: tuple[Classifier, TensorData]
+) -> None:
+    # with early stop, restarts after the first used to be skipped (a mask aliasing bug)
+    clf, _ = digits_model
+    x, y = _batch(digits_model, 32)
+    kw: dict[str, Any] = {"early_stop": True} if early_stop else {}
+    if "eps" in FAST[name]:
+        kw["eps"] = 0.05  # a small budget leaves robust inputs for the later runs
+    one = _build(name, restarts=1, **kw)(clf, x, y)
+    three = _build(name, restarts=3, **kw)(clf, x, y)
+    assert bool((three.success | ~one.success).all())  # the first run is the one-run attack
+    if name not in BUDGET:  # minimum-norm (FAB): later runs may only shrink the perturbation
+        both = one.success & three.success
+        assert bool((three.norms[both] <= one.norms[both] + 1e-6).all())
+        return
+    robust = ~three.success
+    assert bool(robust.any())
+    assert bool((three.queries[robust] > one.queries[robust]).all())
 
 
 def test_mode_restored_when_the_attack_raises(digits_model: tuple[Classifier, TensorData]) -> None:
