@@ -262,3 +262,38 @@ def test_train_defense_gan_rec(checkpoints: list[Path], tmp_path: Path) -> None:
     assert loaded.defense_args()["iterations"] == 5
     x = torch.rand(4, 1, 8, 8)
     assert loaded.predict(x).shape == (4,)
+
+
+def test_train_magnet_resumes_after_a_kill(
+    checkpoints: list[Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    def train_magnet(out: Path, *extra: str) -> int:
+        argv = ["train", "--defense", "magnet", "--base", str(checkpoints[0]), "--epochs", "3"]
+        return _run(*argv, "--device", "cpu", "--out", str(out), *extra)
+
+    assert train_magnet(tmp_path / "whole") == 0
+    real_step = torch.optim.Adam.step
+    steps = {"n": 0}
+
+    def dies_in_epoch_two(self: torch.optim.Adam, *a: object, **k: object) -> object:
+        steps["n"] += 1
+        if steps["n"] == 7:  # 5 batches of 256 digits per epoch
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)  # type: ignore[arg-type]
+
+    out = tmp_path / "killed"
+    monkeypatch.setattr(torch.optim.Adam, "step", dies_in_epoch_two)
+    assert train_magnet(out) == 130  # interrupted: the CLI says finished epochs are saved
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    assert [p.name for p in out.iterdir()] == ["magnet.partial"]
+    capsys.readouterr()
+    assert train_magnet(out) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_magnet(out, "--resume") == 0
+    assert not (out / "magnet.partial").exists()
+    whole, resumed = models.load(tmp_path / "whole"), models.load(out)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

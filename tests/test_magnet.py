@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -102,6 +104,73 @@ def test_diversity_penalty_starts_after_pretraining(split: tuple[TensorData, tor
     for bad in (-1, 2, 1.5, True):
         with pytest.raises(ValueError, match="pretrain_epochs"):
             fit_autoencoders([AutoEncoder("II", 1)], train_set, pretrain_epochs=bad, **kw)  # type: ignore[arg-type]
+
+
+def test_killed_training_resumes_from_its_checkpoint(
+    split: tuple[TensorData, torch.Tensor],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    train_set, _ = split
+    kw = {"epochs": 3, "lr": 1e-2, "batch_size": 100, "seed": 2, "diversity": 0.1}
+    kw |= {"device": "cpu", "progress": False}
+
+    def pool() -> list[AutoEncoder]:
+        return [AutoEncoder("II", 1, seed=s) for s in (0, 1)]
+
+    whole = fit_autoencoders(pool(), train_set, **kw)  # type: ignore[arg-type]
+    ckpt = tmp_path / "ae.pt"
+    steps = {"n": 0}
+    real_step = torch.optim.Adam.step
+
+    def dies_in_epoch_two(self: torch.optim.Adam, *a: Any, **k: Any) -> Any:
+        steps["n"] += 1
+        if steps["n"] == 15:  # 10 batches per epoch: in the middle of the second
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", dies_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        fit_autoencoders(pool(), train_set, checkpoint=ckpt, **kw)  # type: ignore[arg-type]
+    monkeypatch.setattr(torch.optim.Adam, "step", real_step)
+    assert torch.load(ckpt, weights_only=True)["epochs_done"] == 1
+    resumed = fit_autoencoders(pool(), train_set, checkpoint=ckpt, **kw)  # type: ignore[arg-type]
+    for a, b in zip(whole, resumed, strict=True):
+        assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
+    # the finished checkpoint gives the same weights without training again
+    again = fit_autoencoders(pool(), train_set, checkpoint=ckpt, **kw)  # type: ignore[arg-type]
+    assert all(
+        torch.equal(p, q) for p, q in zip(again[1].parameters(), whole[1].parameters(), strict=True)
+    )
+    with pytest.raises(ValueError, match=r"another run.*seed"):
+        fit_autoencoders(pool(), train_set, checkpoint=ckpt, **{**kw, "seed": 3})  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"another run.*data"):
+        fit_autoencoders(pool(), train_set.x[:500], checkpoint=ckpt, **kw)  # type: ignore[arg-type]
+    ckpt.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="cannot read"):
+        fit_autoencoders(pool(), train_set, checkpoint=ckpt, **kw)  # type: ignore[arg-type]
+
+
+def test_fit_magnet_checkpoint_folder_resumes(
+    digits_model: tuple[Classifier, TensorData],
+    split: tuple[TensorData, torch.Tensor],
+    tmp_path: Path,
+) -> None:
+    clf, _ = digits_model
+    train_set, x_val = split
+    kw = {**FIT, "epochs": 2, "fpr": FPR, "seed": 0}
+    plain = fit_magnet(clf, train_set, x_val, **kw)  # type: ignore[arg-type]
+    first = fit_magnet(clf, train_set, x_val, checkpoint_dir=tmp_path, **kw)  # type: ignore[arg-type]
+    assert sorted(f.name for f in tmp_path.iterdir()) == [
+        "autoencoders-0-I.pt",
+        "autoencoders-1-II.pt",
+    ]
+    again = fit_magnet(clf, train_set, x_val, checkpoint_dir=tmp_path, **kw)  # type: ignore[arg-type]
+    for m in (first, again):
+        assert all(
+            torch.equal(a, b)
+            for a, b in zip(plain.state_dict().values(), m.state_dict().values(), strict=True)
+        )
 
 
 def test_false_positive_rate_matches_target(

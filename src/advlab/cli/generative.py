@@ -4,7 +4,8 @@ generative parts around a trained classifier and save the defended checkpoint.
 - ``magnet``: the paper's autoencoders (reformer + detectors) trained on clean images,
   thresholds calibrated on the validation split (:func:`advlab.defenses.magnet_fit.fit_magnet`);
   ``--epochs`` trains the autoencoders; ``--set recipe_args={fpr=0.001, pool=8}`` etc. pass
-  through.
+  through. A checkpoint is written after every epoch in ``--out/magnet.partial``: a killed run
+  continues with the same command plus ``--resume``.
 - ``defense-gan`` (options in ``--set recipe_args={...}``): a WGAN-GP generator
   (:func:`advlab.defenses.gan.train_gan`: ``--epochs``, or ``gan_iterations`` / ``time_limit``
   and its other options), then the projection (``iterations`` = L, ``restarts`` = R, ``lr_z``,
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -38,6 +40,7 @@ from advlab.utils.files import atomic_write_json
 
 logger = logging.getLogger("advlab")
 GENERATIVE = ("magnet", "defense-gan")
+PARTIAL = "magnet.partial"  # MagNet's per-epoch training checkpoint inside --out
 _PROJECTION = ("iterations", "restarts", "lr_z", "momentum", "decay_at", "init_std", "variant")
 
 
@@ -57,8 +60,16 @@ def train_generative(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     name = str(cfg["recipe"])
     if args.base is None:
         raise CLIError(f"--defense {name} needs --base CHECKPOINT (the classifier to defend)")
+    partial = args.out / PARTIAL
     if args.out.exists() and any(args.out.iterdir()):
-        raise CLIError(f"{args.out} is not empty; choose a new --out folder")
+        resumable = name == "magnet" and [p.name for p in args.out.iterdir()] == [PARTIAL]
+        if not resumable:
+            raise CLIError(f"{args.out} is not empty; choose a new --out folder")
+        if not getattr(args, "resume", False):
+            raise CLIError(
+                f"{args.out} holds an interrupted MagNet training ({PARTIAL}); add --resume to "
+                "continue it, or choose a new --out folder"
+            )
     device = resolve_device(cfg["device"])
     base = almodels.load(args.base, device=device)
     meta = almodels.read_meta(args.base)
@@ -74,7 +85,14 @@ def train_generative(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
     t0 = time.perf_counter()
     if name == "magnet":
         kw = _split({**explicit, **options}, fit_magnet, "magnet")
-        defended: Any = fit_magnet(base, tr, va, seed=int(cfg["seed"]), device=device, **kw)
+        try:  # a checkpoint per epoch in --out/magnet.partial; --resume continues it
+            defended: Any = fit_magnet(
+                base, tr, va, seed=int(cfg["seed"]), device=device, checkpoint_dir=partial, **kw
+            )
+        except ValueError as err:
+            if "MagNet checkpoint" not in str(err):
+                raise
+            raise CLIError(f"cannot resume: {err}") from err
     else:
         fresh = almodels.load(args.base, device=device)  # the architecture, re-initialized
         defended = _defense_gan(base, fresh, tr, cfg, explicit, options, device)
@@ -88,6 +106,7 @@ def train_generative(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
         extra={"base": str(args.base)},
     )
     atomic_write_json(folder / "config.json", {**cfg, "base": str(args.base), "out": str(folder)})
+    shutil.rmtree(partial, ignore_errors=True)  # the model is saved: the checkpoint can go
     print(f"{name} around {args.base}: trained in {seconds:.0f} s -> {folder}")
     return 0
 

@@ -14,13 +14,22 @@ the diversity penalty of the authors' ``PackedAutoEncoder``
 (``sum_i MSE(AE_i, x) - diversity * sum_i MSE(AE_i, mean_j AE_j)``). As in the authors' code the
 penalty can start after ``pretrain_epochs`` epochs without it (theirs: 3 epochs of separate
 training, then the joint fine-tuning with a fresh optimizer; here one optimizer throughout).
+
+:func:`fit_autoencoders` and :func:`fit_magnet` take a checkpoint (a file / a folder): after
+each epoch the autoencoders, the optimizer and the private generator are written to it
+atomically, and a run given an existing checkpoint of the same settings and data resumes after
+its last epoch, ending with the weights an uninterrupted run gives on the same device.
 """
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -29,6 +38,7 @@ from advlab.data import TensorData
 from advlab.defenses.magnet import MNIST_DETECTORS, AutoEncoder, MagNet, magnet
 from advlab.models.classifier import Classifier
 from advlab.utils.device import resolve_device
+from advlab.utils.files import atomic_write_bytes
 from advlab.utils.progress import progress as progress_bar
 
 __all__ = ["fit_autoencoder", "fit_autoencoders", "fit_magnet"]
@@ -74,13 +84,16 @@ def fit_autoencoders(
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool | None = None,
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> list[AutoEncoder]:
     """Train ``aes`` in place on the clean images of ``data`` (see the module docstring) and
     return them in eval mode on ``device``. ``bounds`` is the pixel range of ``data`` (mapped to
     ``[0, 1]`` for the autoencoders). Batch order and noise come from a private generator seeded
     by ``seed``; the global RNG is not touched. ``diversity`` applies from epoch
     ``pretrain_epochs`` on (0: from the start). ``progress``: a bar per epoch (``None``: unless
-    ``ADVLAB_PROGRESS=0``)."""
+    ``ADVLAB_PROGRESS=0``). ``checkpoint``: a file written after every epoch; when it exists,
+    training resumes from it (it must come from a run with the same autoencoders, settings and
+    data, else ``ValueError``); it is left in place at the end."""
     if not aes or not all(isinstance(a, AutoEncoder) for a in aes):
         raise TypeError("aes must be a non-empty sequence of MagNet AutoEncoders")
     epochs, batch_size = _count("epochs", epochs), _count("batch_size", batch_size)
@@ -107,8 +120,27 @@ def fit_autoencoders(
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator(device=dev).manual_seed(int(seed))
     n = u.shape[0]
+    settings = {
+        "archs": [a.arch for a in aes],
+        "channels": aes[0].channels,
+        "epochs": epochs,
+        "noise": float(noise),
+        "lr": lr,
+        "batch_size": batch_size,
+        "reg": float(reg),
+        "diversity": float(diversity),
+        "pretrain_epochs": pretrain_epochs,
+        "seed": int(seed),
+        "data": [*u.shape, round(float(u.double().sum()), 3)],
+    }
+    start = 0
+    if checkpoint is not None and Path(checkpoint).is_file():
+        start = _resume(Path(checkpoint), settings, aes, opt, gen)
+        log.info("magnet autoencoders: resuming after epoch %d from %s", start, checkpoint)
     started = time.perf_counter()
-    bar = progress_bar(range(epochs), desc="magnet autoencoders", disable=_disabled(progress))
+    bar = progress_bar(
+        range(start, epochs), desc="magnet autoencoders", disable=_disabled(progress)
+    )
     try:
         for epoch in bar:
             order = torch.randperm(n, generator=gen, device=dev)
@@ -140,6 +172,8 @@ def fit_autoencoders(
             mean = float(total) / n
             bar.set_postfix(loss=f"{mean:.5f}")
             log.debug("magnet autoencoders epoch %d/%d: loss %.6f", epoch + 1, epochs, mean)
+            if checkpoint is not None:
+                _save(Path(checkpoint), settings, epoch + 1, aes, opt, gen)
     finally:
         for a in aes:
             a.eval()
@@ -152,6 +186,52 @@ def fit_autoencoders(
         time.perf_counter() - started,
     )
     return list(aes)
+
+
+def _save(
+    path: Path,
+    settings: dict[str, Any],
+    epochs_done: int,
+    aes: Sequence[AutoEncoder],
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+) -> None:
+    state = {
+        "settings": settings,
+        "epochs_done": epochs_done,
+        "autoencoders": [a.state_dict() for a in aes],
+        "optimizer": opt.state_dict(),
+        "generator": gen.get_state(),
+    }
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _resume(
+    path: Path,
+    settings: dict[str, Any],
+    aes: Sequence[AutoEncoder],
+    opt: torch.optim.Optimizer,
+    gen: torch.Generator,
+) -> int:
+    """Load the checkpoint at ``path`` into ``aes``, ``opt`` and ``gen``; the epochs it holds."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = state["settings"]
+    except Exception as err:  # a truncated or foreign file
+        raise ValueError(f"cannot read the MagNet checkpoint {path}: {err}") from err
+    if saved != settings:
+        diff = sorted(k for k in settings if saved.get(k) != settings[k])
+        raise ValueError(
+            f"the MagNet checkpoint {path} comes from another run (different {', '.join(diff)}); "
+            "delete it or pass another checkpoint path"
+        )
+    for a, weights in zip(aes, state["autoencoders"], strict=True):
+        a.load_state_dict(weights)
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"])
+    return int(state["epochs_done"])
 
 
 def _disabled(progress: bool | None) -> bool | None:
@@ -215,6 +295,7 @@ def fit_magnet(
     seed: int = 0,
     device: str | torch.device = "auto",
     progress: bool | None = None,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> MagNet:
     """A trained, calibrated MagNet around ``base`` (the paper's MNIST setup by default).
 
@@ -227,6 +308,9 @@ def fit_magnet(
     :class:`GrayBoxMagNet` in eval mode on ``device``; ``base`` is not trained or changed (it
     moves to ``device``). Paper: MNIST ``fpr=0.001``, ``noise=0.1``, 100 epochs; CIFAR-10
     ``reformer="II"``, ``detectors=CIFAR_DETECTORS``, ``fpr=0.005``, ``noise=0.025``.
+    ``checkpoint_dir``: a folder for one training checkpoint per architecture
+    (``autoencoders-<i>-<arch>.pt``, see :func:`fit_autoencoders`): a killed run given the same
+    folder resumes where it stopped. The files stay; delete the folder once the model is saved.
     """
     if not isinstance(base, Classifier):
         raise TypeError(f"base must be an advlab Classifier; got {type(base).__name__}")
@@ -258,6 +342,11 @@ def fit_magnet(
             seed=seed * 10_007 + 7919 * (i + 1),
             device=dev,
             progress=progress,
+            checkpoint=(
+                None
+                if checkpoint_dir is None
+                else Path(checkpoint_dir) / f"autoencoders-{i}-{arch}.pt"
+            ),
         )
     net.trained.fill_(True)
     model.eval()

@@ -4,6 +4,7 @@ with the defense, plus the white-box attack that knows the autoencoders (Carlini
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import torch
@@ -91,23 +92,24 @@ def _magnet(
                 return loaded
         except CheckpointError as err:
             ctx.log(f"[cache] {key} unreadable ({err}); training again")
+    partial = ctx.cache / f"{key}.partial"
+    resuming = " (resuming from its checkpoint)" if partial.is_dir() else ""
     ctx.log(
         f"[train] {key}: MagNet autoencoders (pool {pool}), {epochs} epoch(s) on "
-        f"{train_x.shape[0]} images"
+        f"{train_x.shape[0]} images{resuming}"
     )
-    m = fit_magnet(
-        base,
-        train_x,
-        val_x,
-        epochs=epochs,
-        fpr=0.001,
-        lr=lr,
-        pool=pool,
-        batch_size=batch_size,
-        seed=ctx.seed,
-        device=ctx.device,
-    )
+    kw: dict[str, Any] = {"epochs": epochs, "fpr": 0.001, "lr": lr, "pool": pool}
+    kw |= {"batch_size": batch_size, "seed": ctx.seed, "device": ctx.device}
+    try:  # a killed run resumes from its last finished epoch
+        m = fit_magnet(base, train_x, val_x, checkpoint_dir=partial, **kw)
+    except ValueError as err:
+        if "MagNet checkpoint" not in str(err):
+            raise
+        ctx.log(f"[train] {key}: discarding {partial.name} ({err})")
+        shutil.rmtree(partial)
+        m = fit_magnet(base, train_x, val_x, checkpoint_dir=partial, **kw)
     save(m, folder, dataset="mnist")
+    shutil.rmtree(partial, ignore_errors=True)
     return m
 
 
