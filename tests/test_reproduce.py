@@ -5,14 +5,18 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from _helpers import InterruptAt
 from advlab import data
+from advlab.attacks import PGD
 from advlab.cli.main import main
+from advlab.data import TensorData
 from advlab.defenses.training import Standard, TrainConfig
+from advlab.models import Classifier
 from advlab.reproduce import Cell, Context, Outcome, Reproduction, reproductions, run
 
 
@@ -127,3 +131,41 @@ def test_context_model_resumes_a_killed_training_run(tmp_path: Path) -> None:
     other = TrainConfig(epochs=3, batch_size=64, lr=1e-3, seed=1)
     ctx.model("n", "lenet", train_set, other, **args)
     assert any("discarding n.partial" in m for m in logs)
+
+
+def test_context_crafted_keeps_finished_batches_and_resumes(
+    tmp_path: Path, digits_model: tuple[Classifier, TensorData], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clf, test = digits_model
+    x, y = test.x[:10], test.y[:10]
+    logs: list[str] = []
+    ctx = Context(tmp_path, tmp_path / "cache", True, torch.device("cpu"), 0, None, logs.append)
+    pgd = PGD(eps=0.1, steps=5, step_size=0.03)
+    whole = torch.cat([pgd(clf, x[i : i + 4], y[i : i + 4]).x_adv for i in (0, 4, 8)])
+    calls = {"n": 0}
+    real = PGD.__call__
+
+    def dies_on_the_second_batch(self: PGD, *a: Any, **k: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(PGD, "__call__", dies_on_the_second_batch)
+    with pytest.raises(KeyboardInterrupt):
+        ctx.crafted("pgd", pgd, clf, x, y, batch=4)
+    monkeypatch.setattr(PGD, "__call__", real)
+    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
+    assert "[cache] pgd: 4 of 10 inputs crafted" in logs
+    # finished: read back without crafting; another attack or other inputs craft again
+    monkeypatch.setattr(PGD, "__call__", dies_on_the_second_batch)
+    calls["n"] = -100
+    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
+    assert calls["n"] == -100
+    monkeypatch.setattr(PGD, "__call__", real)
+    other = PGD(eps=0.05, steps=5, step_size=0.03)
+    assert not torch.equal(ctx.crafted("pgd", other, clf, x, y, batch=4), whole)
+    assert any("crafted by another run" in m for m in logs)
+    (tmp_path / "cache" / "pgd.pt").write_bytes(b"garbage")
+    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
+    assert any("unreadable" in m for m in logs)

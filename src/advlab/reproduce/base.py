@@ -10,6 +10,7 @@ output folder. ``quick=True`` keeps the protocol but uses fewer epochs, images a
 from __future__ import annotations
 
 import datetime
+import io
 import os
 import platform
 import shutil
@@ -21,8 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from advlab._version import __version__
+from advlab.attacks import Attack
 from advlab.data import TensorData
 from advlab.data import load as load_data
 from advlab.defenses.training import Recipe, TrainConfig, train
@@ -32,7 +35,7 @@ from advlab.models.checkpoint import CheckpointError
 from advlab.registry import Registry
 from advlab.reproduce.tables import render_table
 from advlab.utils.device import resolve_device
-from advlab.utils.files import atomic_write_json, atomic_write_text
+from advlab.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -154,6 +157,41 @@ class Context:
             f"({len(result.history)} epochs, {seconds:.0f} s of training in all)"
         )
         return clf.to(self.device).eval()
+
+    def crafted(
+        self, key: str, attack: Attack, model: Classifier, x: Tensor, y: Tensor, batch: int = 250
+    ) -> Tensor:
+        """``attack``'s points for ``(x, y)`` on ``model``, crafted ``batch`` inputs at a time.
+
+        Every finished batch is kept in ``cache/key.pt`` (written atomically), so a run killed
+        during a long attack resumes at its first unfinished batch, and a later run with the
+        same attack, inputs and model weights reads the points instead of crafting them again.
+        A file from another attack, other inputs or other weights is replaced."""
+        path = self.cache / f"{key}.pt"
+        stamp = {
+            "attack": repr(attack),
+            "batch": batch,
+            "x": [*x.shape, round(float(x.detach().double().sum()), 3), int(y.sum())],
+            "model": round(float(sum(p.detach().double().sum() for p in model.parameters())), 6),
+        }
+        parts: list[Tensor] = []
+        if path.is_file():
+            try:
+                saved = torch.load(path, map_location="cpu", weights_only=True)
+                if saved["stamp"] == stamp:
+                    parts = list(saved["parts"])
+                else:
+                    self.log(f"[cache] {key}: crafted by another run; crafting again")
+            except Exception as err:  # a truncated or foreign file
+                self.log(f"[cache] {key} unreadable ({err}); crafting again")
+        if parts:
+            self.log(f"[cache] {key}: {min(len(parts) * batch, len(x))} of {len(x)} inputs crafted")
+        for i in range(len(parts) * batch, x.shape[0], batch):
+            parts.append(attack(model, x[i : i + batch], y[i : i + batch]).x_adv.cpu())
+            buf = io.BytesIO()
+            torch.save({"stamp": stamp, "parts": parts}, buf)
+            atomic_write_bytes(path, buf.getvalue())
+        return torch.cat(parts).to(x.device)
 
 
 class Reproduction(ABC):

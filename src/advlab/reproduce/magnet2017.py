@@ -4,10 +4,10 @@ with the defense, plus the white-box attack that knows the autoencoders (Carlini
 
 from __future__ import annotations
 
+import re
 import shutil
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from advlab.attacks import Attack, attacks
@@ -59,11 +59,9 @@ def _build(spec: dict[str, Any], quick: bool, seed: int) -> Attack:
     return attacks.build(spec["attack"], seed=seed, **kw)
 
 
-def _craft(attack: Attack, model: Classifier, x: Tensor, y: Tensor, batch: int = 250) -> Tensor:
-    parts = [
-        attack(model, x[i : i + batch], y[i : i + batch]).x_adv for i in range(0, x.shape[0], batch)
-    ]
-    return torch.cat(parts)
+def _slug(text: str) -> str:
+    """A cache-key fragment: ``"FGSM Linf eps 0.010"`` -> ``"fgsm-linf-eps-0-010"``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def defended_accuracy(m: MagNet, x_adv: Tensor, y: Tensor) -> float:
@@ -135,7 +133,8 @@ def gray_box(
     )
     ctx.log(f"[attack] gray-box: CW-L2 on member 0 of {POOL}")
     cw = _build({"attack": "cw-l2"}, q, ctx.seed)
-    x_adv = _craft(cw, pool.member(0).adaptive(), test.x, test.y)
+    key = f"mag17-{size}-s{ctx.seed}-graybox-cw-l2-n{len(test)}"
+    x_adv = ctx.crafted(key, cw, pool.member(0).adaptive(), test.x, test.y)
     acc = [defended_accuracy(pool.member(j), x_adv, test.y) for j in range(POOL)]
     clean = [
         100 * float(((m.predict(test.x) == test.y) & ~m.reject(test.x)).float().mean())
@@ -237,7 +236,8 @@ class MagNet2017(Reproduction):
             if full_only and q:
                 continue
             ctx.log(f"[attack] {row}")
-            x_adv = _craft(_build(spec, q, ctx.seed), base, x, y)
+            key = f"mag17-{size}-s{ctx.seed}-{_slug(row)}-n{len(x)}"
+            x_adv = ctx.crafted(key, _build(spec, q, ctx.seed), base, x, y)
             none = 100 * float((base.predict(x_adv) == y).float().mean())
             cells += [
                 Cell(
@@ -268,7 +268,8 @@ class MagNet2017(Reproduction):
                 random_start=False,
                 seed=ctx.seed,
             )
-            x_adv = _craft(pgd, m.adaptive(), x, y)
+            key = f"mag17-{size}-s{ctx.seed}-adaptive-pgd-eps{eps}-n{len(x)}"
+            x_adv = ctx.crafted(key, pgd, m.adaptive(), x, y)
             cells.append(
                 Cell(
                     WHITE,
