@@ -23,7 +23,6 @@ its last epoch, ending with the weights an uninterrupted run gives on the same d
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import time
@@ -38,7 +37,7 @@ from advlab.data import TensorData
 from advlab.defenses.magnet import MNIST_DETECTORS, AutoEncoder, MagNet, magnet
 from advlab.models.classifier import Classifier
 from advlab.utils.device import resolve_device
-from advlab.utils.files import atomic_write_bytes
+from advlab.utils.files import atomic_torch_save
 from advlab.utils.progress import progress as progress_bar
 
 __all__ = ["fit_autoencoder", "fit_autoencoders", "fit_magnet"]
@@ -203,9 +202,7 @@ def _save(
         "optimizer": opt.state_dict(),
         "generator": gen.get_state(),
     }
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_torch_save(path, state)
 
 
 def _resume(

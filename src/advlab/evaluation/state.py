@@ -9,7 +9,6 @@ written for a different run is refused rather than mixed in.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from advlab.utils.files import atomic_write_bytes, atomic_write_json
+from advlab.utils.files import atomic_torch_save, atomic_write_json
 
 
 def tensor_digest(*tensors: Tensor) -> str:
@@ -67,6 +66,4 @@ class EvalState:
         return record if record.get("batch") == batch else None
 
     def save(self, batch: int, record: dict[str, Any]) -> None:
-        buf = io.BytesIO()
-        torch.save(record, buf)
-        atomic_write_bytes(self._path(batch), buf.getvalue())
+        atomic_torch_save(self._path(batch), record)

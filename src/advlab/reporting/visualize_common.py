@@ -28,7 +28,7 @@ from torch import Tensor
 
 from advlab.attacks.base import attack_mode
 from advlab.models import Classifier
-from advlab.utils.files import atomic_write_bytes, atomic_write_json
+from advlab.utils.files import atomic_torch_save, atomic_write_json
 
 Data = dict[str, Any]
 DIVERGING = "RdBu_r"  # signed maps only, always with a labelled colorbar (negative blue, red +)
@@ -96,11 +96,7 @@ def save_data(data: Mapping[str, Any], path: str | os.PathLike[str]) -> Path:
     p = Path(path)
     if p.suffix == ".json":
         return atomic_write_json(p, _jsonable(data))
-    import io
-
-    buf = io.BytesIO()
-    torch.save(dict(data), buf)
-    return atomic_write_bytes(p, buf.getvalue())
+    return atomic_torch_save(p, dict(data))
 
 
 def load_data(path: str | os.PathLike[str]) -> Data:

@@ -4,7 +4,6 @@ the cached classifiers (plain, FGSM-adversarially trained, -Rec) and MagNet."""
 from __future__ import annotations
 
 import functools
-import io
 import json
 import time
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from advlab.defenses.training import TrainConfig, build_recipe, train
 from advlab.models import Classifier, build, load, save
 from advlab.models.checkpoint import CheckpointError
 from advlab.reproduce.base import Context
-from advlab.utils.files import atomic_write_bytes, atomic_write_json
+from advlab.utils.files import atomic_torch_save, atomic_write_json
 
 EPS = 0.3
 
@@ -82,10 +81,7 @@ def gan_key(ctx: Context, b: Budget, n_train: int) -> str:
 
 def save_generator(gen: Generator, folder: Path) -> None:
     """``generator.pt`` (state dict) and ``generator.json`` (architecture, training history)."""
-    buf = io.BytesIO()
-    torch.save(gen.state_dict(), buf)
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(folder / "generator.pt", buf.getvalue())
+    atomic_torch_save(folder / "generator.pt", gen.state_dict())
     hist = gen.history.to_dict() if gen.history is not None else None
     atomic_write_json(folder / "generator.json", {"arch": gen.arch(), "history": hist})
 

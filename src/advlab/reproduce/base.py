@@ -10,7 +10,6 @@ output folder. ``quick=True`` keeps the protocol but uses fewer epochs, images a
 from __future__ import annotations
 
 import datetime
-import io
 import os
 import platform
 import shutil
@@ -35,7 +34,7 @@ from advlab.models.checkpoint import CheckpointError
 from advlab.registry import Registry
 from advlab.reproduce.tables import render_table
 from advlab.utils.device import resolve_device
-from advlab.utils.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from advlab.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
 
@@ -188,9 +187,7 @@ class Context:
             self.log(f"[cache] {key}: {min(len(parts) * batch, len(x))} of {len(x)} inputs crafted")
         for i in range(len(parts) * batch, x.shape[0], batch):
             parts.append(attack(model, x[i : i + batch], y[i : i + batch]).x_adv.cpu())
-            buf = io.BytesIO()
-            torch.save({"stamp": stamp, "parts": parts}, buf)
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_torch_save(path, {"stamp": stamp, "parts": parts})
         return torch.cat(parts).to(x.device)
 
 
