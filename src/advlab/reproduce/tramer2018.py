@@ -124,8 +124,10 @@ class Tramer2018(Reproduction):
         rows: dict[tuple[int, str], Classifier] = {(6, "A"): plain["a"], **adv}
 
         ctx.log("[eval] crafting FGSM, I-FGSM, RAND+FGSM and CW on held-out B")
-        crafted = {
-            k: attack_all(a, plain["b"], x, y).x_adv
+        crafted = {  # finished batches stay in the cache: a killed run resumes there
+            k: ctx.crafted(
+                f"tr18-{size}-s{ctx.seed}-{k.lower()}-on-b-n{len(x)}", a, plain["b"], x, y, 500
+            )
             for k, a in black_box_attacks(b.cw_steps, ctx.seed).items()
         }
         ours: dict[tuple[int, str], dict[str, float]] = {}
