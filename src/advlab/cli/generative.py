@@ -33,7 +33,7 @@ from advlab import models as almodels
 from advlab.cli.common import CLIError
 from advlab.defenses.defense_gan import DefenseGAN, reconstruct
 from advlab.defenses.gan import train_gan
-from advlab.defenses.magnet_fit import fit_magnet
+from advlab.defenses.magnet_fit import MagNetCheckpointError, fit_magnet
 from advlab.defenses.training import TrainConfig, train
 from advlab.utils.device import resolve_device
 from advlab.utils.files import atomic_write_json
@@ -89,9 +89,7 @@ def train_generative(args: argparse.Namespace, cfg: dict[str, Any]) -> int:
             defended: Any = fit_magnet(
                 base, tr, va, seed=int(cfg["seed"]), device=device, checkpoint_dir=partial, **kw
             )
-        except ValueError as err:
-            if "MagNet checkpoint" not in str(err):
-                raise
+        except MagNetCheckpointError as err:
             raise CLIError(f"cannot resume: {err}") from err
     else:
         fresh = almodels.load(args.base, device=device)  # the architecture, re-initialized

@@ -40,9 +40,15 @@ from advlab.utils.device import resolve_device
 from advlab.utils.files import atomic_torch_save
 from advlab.utils.progress import progress as progress_bar
 
-__all__ = ["fit_autoencoder", "fit_autoencoders", "fit_magnet"]
+__all__ = ["MagNetCheckpointError", "fit_autoencoder", "fit_autoencoders", "fit_magnet"]
 
 log = logging.getLogger(__name__)
+
+
+class MagNetCheckpointError(ValueError):
+    """A training checkpoint that cannot be resumed: unreadable, or from another run."""
+
+
 DataLike = TensorData | tuple[Tensor, Tensor] | Tensor
 
 
@@ -92,7 +98,7 @@ def fit_autoencoders(
     ``pretrain_epochs`` on (0: from the start). ``progress``: a bar per epoch (``None``: unless
     ``ADVLAB_PROGRESS=0``). ``checkpoint``: a file written after every epoch; when it exists,
     training resumes from it (it must come from a run with the same autoencoders, settings and
-    data, else ``ValueError``); it is left in place at the end."""
+    data, else :class:`MagNetCheckpointError`, a ``ValueError``); it is left in place at the end."""
     if not aes or not all(isinstance(a, AutoEncoder) for a in aes):
         raise TypeError("aes must be a non-empty sequence of MagNet AutoEncoders")
     epochs, batch_size = _count("epochs", epochs), _count("batch_size", batch_size)
@@ -217,10 +223,10 @@ def _resume(
         state = torch.load(path, map_location="cpu", weights_only=True)
         saved = state["settings"]
     except Exception as err:  # a truncated or foreign file
-        raise ValueError(f"cannot read the MagNet checkpoint {path}: {err}") from err
+        raise MagNetCheckpointError(f"cannot read the MagNet checkpoint {path}: {err}") from err
     if saved != settings:
         diff = sorted(k for k in settings if saved.get(k) != settings[k])
-        raise ValueError(
+        raise MagNetCheckpointError(
             f"the MagNet checkpoint {path} comes from another run (different {', '.join(diff)}); "
             "delete it or pass another checkpoint path"
         )

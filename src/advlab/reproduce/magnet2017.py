@@ -13,6 +13,7 @@ from torch import Tensor
 from advlab.attacks import Attack, attacks
 from advlab.data import TensorData
 from advlab.defenses import MagNet, fit_magnet
+from advlab.defenses.magnet_fit import MagNetCheckpointError
 from advlab.defenses.training import TrainConfig
 from advlab.models import Classifier, load, save
 from advlab.models.checkpoint import CheckpointError
@@ -100,9 +101,7 @@ def _magnet(
     kw |= {"batch_size": batch_size, "seed": ctx.seed, "device": ctx.device}
     try:  # a killed run resumes from its last finished epoch
         m = fit_magnet(base, train_x, val_x, checkpoint_dir=partial, **kw)
-    except ValueError as err:
-        if "MagNet checkpoint" not in str(err):
-            raise
+    except MagNetCheckpointError as err:
         ctx.log(f"[train] {key}: discarding {partial.name} ({err})")
         shutil.rmtree(partial)
         m = fit_magnet(base, train_x, val_x, checkpoint_dir=partial, **kw)
