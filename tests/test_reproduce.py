@@ -133,7 +133,7 @@ def test_context_model_resumes_a_killed_training_run(tmp_path: Path) -> None:
     assert any("discarding n.partial" in m for m in logs)
 
 
-def test_context_crafted_keeps_finished_batches_and_resumes(
+def test_context_attacked_keeps_finished_batches_and_resumes(
     tmp_path: Path, digits_model: tuple[Classifier, TensorData], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     clf, test = digits_model
@@ -153,19 +153,43 @@ def test_context_crafted_keeps_finished_batches_and_resumes(
 
     monkeypatch.setattr(PGD, "__call__", dies_on_the_second_batch)
     with pytest.raises(KeyboardInterrupt):
-        ctx.crafted("pgd", pgd, clf, x, y, batch=4)
+        ctx.attacked("pgd", pgd, clf, x, y, batch=4)
     monkeypatch.setattr(PGD, "__call__", real)
-    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
-    assert "[cache] pgd: 4 of 10 inputs crafted" in logs
+    assert torch.equal(ctx.attacked("pgd", pgd, clf, x, y, batch=4).x_adv, whole)
+    assert "[cache] pgd: 4 of 10 inputs done" in logs
     # finished: read back without crafting; another attack or other inputs craft again
     monkeypatch.setattr(PGD, "__call__", dies_on_the_second_batch)
     calls["n"] = -100
-    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
+    assert torch.equal(ctx.attacked("pgd", pgd, clf, x, y, batch=4).x_adv, whole)
     assert calls["n"] == -100
     monkeypatch.setattr(PGD, "__call__", real)
     other = PGD(eps=0.05, steps=5, step_size=0.03)
-    assert not torch.equal(ctx.crafted("pgd", other, clf, x, y, batch=4), whole)
-    assert any("crafted by another run" in m for m in logs)
+    assert not torch.equal(ctx.attacked("pgd", other, clf, x, y, batch=4).x_adv, whole)
+    assert any("from another run" in m for m in logs)
     (tmp_path / "cache" / "pgd.pt").write_bytes(b"garbage")
-    assert torch.equal(ctx.crafted("pgd", pgd, clf, x, y, batch=4), whole)
+    assert torch.equal(ctx.attacked("pgd", pgd, clf, x, y, batch=4).x_adv, whole)
     assert any("unreadable" in m for m in logs)
+
+
+def test_context_attacked_keeps_targets_successes_and_norms(
+    tmp_path: Path, digits_model: tuple[Classifier, TensorData]
+) -> None:
+    clf, test = digits_model
+    x, y = test.x[:9], test.y[:9]
+    target = (y + 1) % 10
+    ctx = Context(tmp_path, tmp_path / "cache", True, torch.device("cpu"), 0, None, lambda m: None)
+    pgd = PGD(eps=0.1, steps=10, step_size=0.02, random_start=False)  # batch-invariant
+    ref = pgd(clf, x, y, target=target)
+    out = ctx.attacked("t", pgd, clf, x, y, target=target, batch=4)
+    for got in (out, ctx.attacked("t", pgd, clf, x, y, target=target, batch=4)):
+        assert torch.equal(got.x_adv, ref.x_adv)
+        assert torch.equal(got.success, ref.success)
+        assert torch.equal(got.norms, ref.norms)
+        assert torch.equal(got.pred, ref.logits_adv.argmax(1))
+    assert 0 < int(out.success.sum()) < 9  # some targets are reached, not all
+    other = ctx.attacked("t", pgd, clf, x, y, target=(y + 2) % 10, batch=4)
+    assert torch.equal(other.success, pgd(clf, x, y, target=(y + 2) % 10).success)
+    with pytest.raises(ValueError, match="target must have shape"):
+        ctx.attacked("t", pgd, clf, x, y, target=target[:3])
+    with pytest.raises(ValueError, match="batch size must be >= 1"):
+        ctx.attacked("t", pgd, clf, x, y, batch=0)

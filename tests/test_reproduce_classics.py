@@ -14,7 +14,15 @@ from torch import nn
 from advlab.attacks import FGSM
 from advlab.data import TensorData
 from advlab.models import Classifier
-from advlab.reproduce import carlini2017, madry2018, papernot2016, reproductions, run, tramer2018
+from advlab.reproduce import (
+    Context,
+    carlini2017,
+    madry2018,
+    papernot2016,
+    reproductions,
+    run,
+    tramer2018,
+)
 from advlab.reproduce._classics import (
     all_targets,
     attack_all,
@@ -85,7 +93,7 @@ def test_attack_all_batches_like_one_call(digits_model: tuple[Classifier, Tensor
     t = (y + 1) % 10
     targeted = attack_all(FGSM(eps=0.1), clf, x, y, target=t, batch_size=5)
     assert torch.equal(targeted.x_adv, FGSM(eps=0.1)(clf, x, y, target=t).x_adv)
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="batch size"):
         attack_all(FGSM(eps=0.1), clf, x, y, batch_size=0)
     with pytest.raises(ValueError, match="target must have shape"):
         attack_all(FGSM(eps=0.1), clf, x, y, target=t[:3])
@@ -116,7 +124,7 @@ def _scaled(clf: Classifier, factor: float = 1000.0) -> Classifier:
 
 
 def test_saturation_and_jsma_on_a_scaled_model(
-    digits_model: tuple[Classifier, TensorData],
+    digits_model: tuple[Classifier, TensorData], tmp_path: Path
 ) -> None:
     """Logits x1000 (what a T = 100 student looks like at T = 1) saturate the softmax and stop
     the softmax-saliency JSMA; the unscaled model is mostly attackable."""
@@ -125,8 +133,9 @@ def test_saturation_and_jsma_on_a_scaled_model(
     x, y = test.x[:40], test.y[:40]
     assert papernot2016.saturated_pct(hot, x) > 90
     assert papernot2016.saturated_pct(clf, x) < 50
-    assert papernot2016.jsma_success(clf, x, y, 0) > 40
-    assert papernot2016.jsma_success(hot, x, y, 0) < 10
+    ctx = Context(tmp_path, tmp_path / "cache", True, torch.device("cpu"), 0, None, lambda m: None)
+    assert papernot2016.jsma_success(ctx, "plain", clf, x, y) > 40
+    assert papernot2016.jsma_success(ctx, "hot", hot, x, y) < 10
 
 
 def test_grad_stats_vanish_on_a_saturated_model(

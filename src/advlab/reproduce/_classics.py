@@ -13,18 +13,8 @@ from torch import Tensor
 from advlab.attacks import Attack
 from advlab.attacks.base import TargetSpec
 from advlab.models import Classifier
+from advlab.reproduce._runs import Outputs, check_batches, join, run_batch
 from advlab.reproduce.base import Cell
-
-
-@dataclass
-class Outputs:
-    """What a batched attack run keeps: ``x_adv (N, ...)``, predictions ``(N,)`` on it,
-    ``success (N,)`` and perturbation sizes ``norms (N,)`` in the attack's norm."""
-
-    x_adv: Tensor
-    pred: Tensor
-    success: Tensor
-    norms: Tensor
 
 
 def attack_all(
@@ -37,20 +27,12 @@ def attack_all(
     batch_size: int = 500,
 ) -> Outputs:
     """Run ``attack`` on ``(x, y)`` in batches of ``batch_size`` (targets sliced alongside)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1; got {batch_size}")
-    if target is not None and target.shape != y.shape:
-        raise ValueError(f"target must have shape {tuple(y.shape)}; got {tuple(target.shape)}")
+    check_batches(y, target, batch_size)
     parts = []
     for i in range(0, x.shape[0], batch_size):
         t: TargetSpec = None if target is None else target[i : i + batch_size]
-        parts.append(attack(model, x[i : i + batch_size], y[i : i + batch_size], target=t))
-    return Outputs(
-        torch.cat([p.x_adv for p in parts]),
-        torch.cat([p.logits_adv.argmax(1) for p in parts]),
-        torch.cat([p.success for p in parts]),
-        torch.cat([p.norms for p in parts]),
-    )
+        parts.append(run_batch(attack, model, x[i : i + batch_size], y[i : i + batch_size], t))
+    return join(parts)
 
 
 def error_pct(model: Classifier, x: Tensor, y: Tensor) -> float:

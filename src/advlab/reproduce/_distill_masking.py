@@ -14,8 +14,8 @@ from torch import Tensor
 from advlab.attacks import CWL2, FGSM, Attack
 from advlab.attacks.base import attack_mode
 from advlab.models import Classifier
-from advlab.reproduce._classics import attack_all, finite
-from advlab.reproduce.base import Cell
+from advlab.reproduce._classics import finite
+from advlab.reproduce.base import Cell, Context
 
 T_MASK = "Distillation masks gradients (Carlini & Wagner 2017)"
 FGSM_EPS = 0.3
@@ -71,13 +71,14 @@ def correct(model: Classifier, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
     return x[ok], y[ok]
 
 
-def success_pct(attack: Attack, model: Classifier, x: Tensor, y: Tensor, batch_size: int) -> float:
-    """``attack``'s success rate (%) over ``(x, y)`` (``nan`` when empty)."""
+def success_pct(
+    ctx: Context, key: str, attack: Attack, model: Classifier, x: Tensor, y: Tensor, batch: int
+) -> float:
+    """``attack``'s success rate (%) over ``(x, y)`` (``nan`` when empty); finished batches
+    are kept in ``ctx``'s cache under ``key`` (:meth:`Context.attacked`)."""
     if x.shape[0] == 0:
         return math.nan
-    return 100 * float(
-        attack_all(attack, model, x, y, batch_size=batch_size).success.float().mean()
-    )
+    return 100 * float(ctx.attacked(key, attack, model, x, y, batch=batch).success.float().mean())
 
 
 def cw_attack(quick: bool) -> CWL2:
@@ -100,16 +101,17 @@ class NetResult:
 
 
 def evaluate(
-    model: Classifier, x: Tensor, y: Tensor, cw_n: int, jsma: float, quick: bool, seed: int
+    ctx: Context, key: str, model: Classifier, x: Tensor, y: Tensor, cw_n: int, jsma: float
 ) -> NetResult:
     """FGSM (eps 0.3) and gradient statistics on the inputs of ``(x, y)`` that ``model``
-    classifies correctly, CW-L2 on those among the first ``cw_n``; ``jsma`` is reused."""
+    classifies correctly, CW-L2 on those among the first ``cw_n`` (its finished batches
+    cached as ``key-cw-l2``); ``jsma`` is reused."""
     xc, yc = correct(model, x, y)
     xw, yw = correct(model, x[:cw_n], y[:cw_n])
     return NetResult(
-        success_pct(FGSM(eps=FGSM_EPS, seed=seed), model, xc, yc, 500),
+        success_pct(ctx, f"{key}-fgsm", FGSM(eps=FGSM_EPS, seed=ctx.seed), model, xc, yc, 500),
         jsma,
-        success_pct(cw_attack(quick), model, xw, yw, 100),
+        success_pct(ctx, f"{key}-cw-l2", cw_attack(ctx.quick), model, xw, yw, 100),
         grad_stats(model, xc, yc),
     )
 

@@ -10,6 +10,7 @@ output folder. ``quick=True`` keeps the protocol but uses fewer epochs, images a
 from __future__ import annotations
 
 import datetime
+import hashlib
 import os
 import platform
 import shutil
@@ -32,6 +33,7 @@ from advlab.defenses.training.loop import STATE
 from advlab.models import Classifier, build, load, save
 from advlab.models.checkpoint import CheckpointError
 from advlab.registry import Registry
+from advlab.reproduce._runs import Outputs, check_batches, join, run_batch
 from advlab.reproduce.tables import render_table
 from advlab.utils.device import resolve_device
 from advlab.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
@@ -157,38 +159,62 @@ class Context:
         )
         return clf.to(self.device).eval()
 
-    def crafted(
-        self, key: str, attack: Attack, model: Classifier, x: Tensor, y: Tensor, batch: int = 250
-    ) -> Tensor:
-        """``attack``'s points for ``(x, y)`` on ``model``, crafted ``batch`` inputs at a time.
+    def attacked(
+        self,
+        key: str,
+        attack: Attack,
+        model: Classifier,
+        x: Tensor,
+        y: Tensor,
+        *,
+        target: Tensor | None = None,
+        batch: int = 250,
+    ) -> Outputs:
+        """``attack`` run on ``(x, y)`` (towards ``target``, one class per input, if given)
+        against ``model``, ``batch`` inputs at a time: its points, predictions, successes and
+        perturbation sizes, on ``x``'s device.
 
         Every finished batch is kept in ``cache/key.pt`` (written atomically), so a run killed
         during a long attack resumes at its first unfinished batch, and a later run with the
-        same attack, inputs and model weights reads the points instead of crafting them again.
-        A file from another attack, other inputs or other weights is replaced."""
+        same attack, inputs, targets and model weights reads the results instead of running
+        the attack again. A file from another attack, other inputs or other weights is
+        replaced."""
+        check_batches(y, target, batch)
         path = self.cache / f"{key}.pt"
         stamp = {
             "attack": repr(attack),
             "batch": batch,
-            "x": [*x.shape, round(float(x.detach().double().sum()), 3), int(y.sum())],
-            "model": round(float(sum(p.detach().double().sum() for p in model.parameters())), 6),
+            "x": _digest(x),
+            "y": _digest(y),
+            "target": None if target is None else _digest(target),
+            "model": _digest(*(v for v in model.state_dict().values() if isinstance(v, Tensor))),
         }
-        parts: list[Tensor] = []
+        parts: list[Outputs] = []
         if path.is_file():
             try:
                 saved = torch.load(path, map_location="cpu", weights_only=True)
                 if saved["stamp"] == stamp:
-                    parts = list(saved["parts"])
+                    parts = [Outputs(**p) for p in saved["parts"]]
                 else:
-                    self.log(f"[cache] {key}: crafted by another run; crafting again")
+                    self.log(f"[cache] {key}: from another run; attacking again")
             except Exception as err:  # a truncated or foreign file
-                self.log(f"[cache] {key} unreadable ({err}); crafting again")
+                self.log(f"[cache] {key} unreadable ({err}); attacking again")
         if parts:
-            self.log(f"[cache] {key}: {min(len(parts) * batch, len(x))} of {len(x)} inputs crafted")
+            self.log(f"[cache] {key}: {min(len(parts) * batch, len(x))} of {len(x)} inputs done")
         for i in range(len(parts) * batch, x.shape[0], batch):
-            parts.append(attack(model, x[i : i + batch], y[i : i + batch]).x_adv.cpu())
-            atomic_torch_save(path, {"stamp": stamp, "parts": parts})
-        return torch.cat(parts).to(x.device)
+            t = None if target is None else target[i : i + batch]
+            parts.append(run_batch(attack, model, x[i : i + batch], y[i : i + batch], t).to("cpu"))
+            atomic_torch_save(path, {"stamp": stamp, "parts": [p.to_dict() for p in parts]})
+        return join(parts, x.device)
+
+
+def _digest(*tensors: Tensor) -> str:
+    """A SHA-1 of the tensors' shapes, dtypes and values (to recognise cached results)."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(f"{tuple(t.shape)}{t.dtype}".encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
 
 
 class Reproduction(ABC):

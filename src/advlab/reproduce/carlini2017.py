@@ -6,9 +6,9 @@ over targets. The nets are ``papernot2016``'s, shared through the model cache (s
 from __future__ import annotations
 
 from advlab.attacks import CWL0, CWL2, Attack, CWLinf
-from advlab.reproduce._classics import all_targets, attack_all, finite, target_stats
+from advlab.reproduce._classics import all_targets, finite, target_stats
 from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions
-from advlab.reproduce.papernot2016 import distilled
+from advlab.reproduce.papernot2016 import distilled, tag, training_data
 
 NETS = ("undistilled", "distilled, T = 100")
 # Carlini & Wagner 2017: mean distance (best / average / worst case over targets), 100% success
@@ -26,6 +26,7 @@ REL_TOL = 0.3  # distances within 30% of the paper's count as reproduced
 
 
 QUICK_IMAGES, FULL_IMAGES = 8, 100
+BATCH_IMAGES = 10  # images (x 9 targets) per attack batch; each finished batch is cached
 
 
 def cw_attacks(quick: bool) -> dict[str, Attack]:
@@ -60,9 +61,14 @@ class Carlini2017(Reproduction):
     def run(self, ctx: Context) -> Outcome:
         n = QUICK_IMAGES if ctx.quick else FULL_IMAGES
         attacks = cw_attacks(ctx.quick)
+        train = training_data(ctx)
         undistilled, _ = distilled(ctx, 1)  # the T = 1 teacher: a normally trained net
         _, student = distilled(ctx, 100)
         nets = dict(zip(NETS, (undistilled, student), strict=True))
+        slug = {
+            NETS[0]: f"t1-teacher-{tag(ctx, 1, len(train))}",
+            NETS[1]: f"t100-student-{tag(ctx, 100, len(train))}",
+        }
         test = ctx.data("mnist", "test", max(4 * n, 50)).to(ctx.device)
         ok = (undistilled.predict(test.x) == test.y) & (student.predict(test.x) == test.y)
         x, y = test.x[ok][:n], test.y[ok][:n]
@@ -71,8 +77,14 @@ class Carlini2017(Reproduction):
         for net, model in nets.items():
             for norm, attack in attacks.items():
                 ctx.log(f"[eval] CW {norm} on the {net} net: {len(index)} (image, target) pairs")
-                out = attack_all(
-                    attack, model, x[index], y[index], target=target, batch_size=len(index)
+                out = ctx.attacked(
+                    f"cw17-{slug[net]}-{norm.lower()}-n{len(x)}",
+                    attack,
+                    model,
+                    x[index],
+                    y[index],
+                    target=target,
+                    batch=9 * BATCH_IMAGES,
                 )
                 s = target_stats(out.success.view(-1, 9), out.norms.view(-1, 9))
                 row = f"{net}, CW {norm}"

@@ -133,7 +133,7 @@ def gray_box(
     ctx.log(f"[attack] gray-box: CW-L2 on member 0 of {POOL}")
     cw = _build({"attack": "cw-l2"}, q, ctx.seed)
     key = f"mag17-{size}-s{ctx.seed}-graybox-cw-l2-n{len(test)}"
-    x_adv = ctx.crafted(key, cw, pool.member(0).adaptive(), test.x, test.y)
+    x_adv = ctx.attacked(key, cw, pool.member(0).adaptive(), test.x, test.y).x_adv
     acc = [defended_accuracy(pool.member(j), x_adv, test.y) for j in range(POOL)]
     clean = [
         100 * float(((m.predict(test.x) == test.y) & ~m.reject(test.x)).float().mean())
@@ -236,7 +236,7 @@ class MagNet2017(Reproduction):
                 continue
             ctx.log(f"[attack] {row}")
             key = f"mag17-{size}-s{ctx.seed}-{_slug(row)}-n{len(x)}"
-            x_adv = ctx.crafted(key, _build(spec, q, ctx.seed), base, x, y)
+            x_adv = ctx.attacked(key, _build(spec, q, ctx.seed), base, x, y).x_adv
             none = 100 * float((base.predict(x_adv) == y).float().mean())
             cells += [
                 Cell(
@@ -268,7 +268,7 @@ class MagNet2017(Reproduction):
                 seed=ctx.seed,
             )
             key = f"mag17-{size}-s{ctx.seed}-adaptive-pgd-eps{eps}-n{len(x)}"
-            x_adv = ctx.crafted(key, pgd, m.adaptive(), x, y)
+            x_adv = ctx.attacked(key, pgd, m.adaptive(), x, y).x_adv
             cells.append(
                 Cell(
                     WHITE,

@@ -60,6 +60,11 @@ def training_data(ctx: Context) -> TensorData:
     return ctx.data("mnist", "train", budget(ctx).train_n)
 
 
+def tag(ctx: Context, temperature: float, train_n: int) -> str:
+    """What names the models (and cached attack results) of one temperature in the cache."""
+    return f"T{temperature:g}-n{train_n}-e{train_config(ctx).epochs}-s{ctx.seed}"
+
+
 def distilled(ctx: Context, temperature: float) -> tuple[Classifier, Classifier]:
     """``(teacher, student)`` of defensive distillation at ``temperature`` on
     ``papernot-mnist``, from ``ctx``'s model cache (keys ``pap16-{teacher,student}-T<T>-...``)
@@ -67,16 +72,16 @@ def distilled(ctx: Context, temperature: float) -> tuple[Classifier, Classifier]
     labels. The student is deployed at T = 1 with raw logits (the paper's setting). At
     ``temperature = 1`` the teacher is a normally trained net (``CE(z, y)``)."""
     data, cfg = training_data(ctx), train_config(ctx)
-    tag = f"T{temperature:g}-n{len(data)}-e{cfg.epochs}-s{ctx.seed}"
+    name = tag(ctx, temperature, len(data))
     teacher = ctx.model(
-        f"pap16-teacher-{tag}",
+        f"pap16-teacher-{name}",
         "papernot-mnist",
         data,
         cfg,
         build_recipe("softmax-t", {"temperature": temperature}),
     )
     student = ctx.model(
-        f"pap16-student-{tag}",
+        f"pap16-student-{name}",
         "papernot-mnist",
         data,
         cfg,
@@ -94,10 +99,13 @@ def saturated_pct(model: Classifier, x: torch.Tensor) -> float:
     return 100 * float((p.max(1).values == 1.0).float().mean())
 
 
-def jsma_success(model: Classifier, x: torch.Tensor, y: torch.Tensor, seed: int) -> float:
+def jsma_success(
+    ctx: Context, key: str, model: Classifier, x: torch.Tensor, y: torch.Tensor
+) -> float:
     """JSMA (theta +1, gamma 14.5%, softmax saliency) success rate (%) towards one random other
-    class per input, over the inputs ``model`` classifies correctly."""
-    return success_pct(JSMA(seed=seed), model, *correct(model, x, y), batch_size=100)
+    class per input, over the inputs ``model`` classifies correctly (batches of 100, cached
+    under ``key``)."""
+    return success_pct(ctx, key, JSMA(seed=ctx.seed), model, *correct(model, x, y), batch=100)
 
 
 @reproductions.register("papernot2016")
@@ -117,32 +125,36 @@ class Papernot2016(Reproduction):
         b = budget(ctx)
         temps = QUICK_TEMPERATURES if ctx.quick else TEMPERATURES
         test = ctx.data("mnist", "test", b.jsma_n).to(ctx.device)
+        train_n = len(training_data(ctx))
         x, y = test.x, test.y
         cells: list[Cell] = []
         saturation: dict[int, float] = {}
-        nets: dict[str, tuple[Classifier, float]] = {}  # second table: (model, JSMA success)
+        # second table: (model, cache key, JSMA success)
+        nets: dict[str, tuple[Classifier, str, float]] = {}
         for t in temps:
             teacher, student = distilled(ctx, t)
+            key = f"pap16-{tag(ctx, t, train_n)}-n{len(x)}"
             if t == 1:
                 ctx.log("[eval] JSMA on the undistilled net (the T = 1 teacher)")
-                nets["no distillation"] = (teacher, jsma_success(teacher, x, y, ctx.seed))
+                jsma = jsma_success(ctx, f"{key}-teacher-jsma", teacher, x, y)
+                nets["no distillation"] = (teacher, f"{key}-teacher", jsma)
                 cells.append(
                     Cell(
                         T_JSMA,
                         "no distillation",
                         "JSMA success",
                         PAPER_UNDISTILLED,
-                        nets["no distillation"][1],
+                        jsma,
                         tolerance=10.0,
                         note="paper value from a secondary source; teacher at T = 1 is a "
                         "normally trained net",
                     )
                 )
             ctx.log(f"[eval] JSMA on the student distilled at T = {t}")
-            ours = jsma_success(student, x, y, ctx.seed)
+            ours = jsma_success(ctx, f"{key}-student-jsma", student, x, y)
             saturation[t] = saturated_pct(student, x)
             if t == 100:
-                nets[f"distilled, T = {t}"] = (student, ours)
+                nets[f"distilled, T = {t}"] = (student, f"{key}-student", ours)
             if t == 1:
                 tol, bound, note = 1.0, "min", "target: > 90%"
             elif t == 100:
@@ -163,9 +175,9 @@ class Papernot2016(Reproduction):
                 )
             )
         masking: dict[str, NetResult] = {}
-        for row, (model, jsma) in nets.items():
+        for row, (model, key, jsma) in nets.items():
             ctx.log(f"[eval] FGSM, CW-L2 and input gradients on {row}")
-            masking[row] = evaluate(model, x, y, b.cw_n, jsma, ctx.quick, ctx.seed)
+            masking[row] = evaluate(ctx, key, model, x, y, b.cw_n, jsma)
         cells += masking_cells(
             masking, {"no distillation": PAPER_UNDISTILLED, "distilled, T = 100": PAPER_JSMA[100]}
         )

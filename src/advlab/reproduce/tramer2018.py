@@ -125,9 +125,14 @@ class Tramer2018(Reproduction):
 
         ctx.log("[eval] crafting FGSM, I-FGSM, RAND+FGSM and CW on held-out B")
         crafted = {  # finished batches stay in the cache: a killed run resumes there
-            k: ctx.crafted(
-                f"tr18-{size}-s{ctx.seed}-{k.lower()}-on-b-n{len(x)}", a, plain["b"], x, y, 500
-            )
+            k: ctx.attacked(
+                f"tr18-{size}-s{ctx.seed}-{k.lower()}-on-b-n{len(x)}",
+                a,
+                plain["b"],
+                x,
+                y,
+                batch=500,
+            ).x_adv
             for k, a in black_box_attacks(b.cw_steps, ctx.seed).items()
         }
         ours: dict[tuple[int, str], dict[str, float]] = {}
