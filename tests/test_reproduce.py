@@ -66,6 +66,38 @@ def test_run_writes_results_and_a_table_that_shows_misses(tiny: None, tmp_path: 
     assert "- a note" in table
 
 
+class _Dies(_Tiny):
+    """Reports its first cell as finished, then is killed before the second."""
+
+    name = "test-dies"
+
+    def run(self, ctx: Context) -> Outcome:
+        cell = super().run(ctx).cells[0]
+        ctx.partial([cell])
+        raise KeyboardInterrupt
+
+
+def test_partial_results_survive_a_kill_and_go_when_the_run_ends(
+    tiny: None, tmp_path: Path
+) -> None:
+    reproductions.register("test-dies", _Dies)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run("test-dies", tmp_path, device="cpu", log=lambda m: None)
+    finally:
+        reproductions._items.pop("test-dies")
+    saved = json.loads((tmp_path / "partial.json").read_text())
+    assert saved["partial"] is True and saved["name"] == "test-dies"
+    assert [c["ours"] for c in saved["cells"]] == [70.0]
+    table = (tmp_path / "partial.md").read_text()
+    assert "**In progress**: 1 cell(s) finished so far" in table
+    assert "| model | error | 50.0% | 70.0% | +20.0 pt | **no** (±5) |  |" in table
+    assert not (tmp_path / "table.md").exists()
+    run("test-tiny", tmp_path, device="cpu", log=lambda m: None)  # a finished run: no leftovers
+    assert (tmp_path / "table.md").is_file()
+    assert not (tmp_path / "partial.json").exists() and not (tmp_path / "partial.md").exists()
+
+
 def test_cli_lists_and_runs(tiny: None, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--list"]) == 0
     listed = capsys.readouterr().out

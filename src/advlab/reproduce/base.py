@@ -39,6 +39,7 @@ from advlab.utils.device import resolve_device
 from advlab.utils.files import atomic_torch_save, atomic_write_json, atomic_write_text
 
 SCHEMA_VERSION = 1
+PARTIAL_JSON, PARTIAL_MD = "partial.json", "partial.md"  # a run in progress
 
 
 @dataclass
@@ -101,6 +102,8 @@ class Context:
     seed: int = 0
     data_dir: str | None = None
     log: Callable[[str], None] = print
+    name: str = ""  # the reproduction's registry name (set by :func:`run`)
+    started: float = field(default_factory=time.perf_counter)
 
     def data(self, name: str, split: str, n: int | None = None) -> TensorData:
         """A dataset split, optionally its first ``n`` samples (on the CPU)."""
@@ -158,6 +161,15 @@ class Context:
             f"({len(result.history)} epochs, {seconds:.0f} s of training in all)"
         )
         return clf.to(self.device).eval()
+
+    def partial(self, cells: list[Cell]) -> None:
+        """Write the cells finished so far to ``out/partial.md`` and ``out/partial.json``
+        (atomically; the same layout as ``table.md`` / ``results.json``, marked in progress),
+        so that a long run's numbers can be read before it ends and survive a kill.
+        :func:`run` removes both files once it has written the final ones."""
+        doc = _document(self, Outcome(list(cells)), partial=True)
+        atomic_write_json(self.out / PARTIAL_JSON, doc)
+        atomic_write_text(self.out / PARTIAL_MD, render_table(doc))
 
     def attacked(
         self,
@@ -262,19 +274,28 @@ def run(
     folder.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     cache_dir = Path(cache) if cache is not None else folder / "models"
-    ctx = Context(folder, cache_dir, quick, dev, seed, data_dir, log)
-    t0 = time.perf_counter()
+    ctx = Context(folder, cache_dir, quick, dev, seed, data_dir, log, name=repro.name)
     outcome = repro.run(ctx)
-    seconds = time.perf_counter() - t0
-    doc = {
+    doc = _document(ctx, outcome)
+    atomic_write_json(folder / "results.json", doc)
+    atomic_write_text(folder / "table.md", render_table(doc))
+    for leftover in (PARTIAL_JSON, PARTIAL_MD):
+        (folder / leftover).unlink(missing_ok=True)
+    return doc
+
+
+def _document(ctx: Context, outcome: Outcome, *, partial: bool = False) -> dict[str, Any]:
+    """The ``results.json`` document of ``ctx``'s reproduction (``partial``: still running)."""
+    repro = reproductions.build(ctx.name) if ctx.name else None
+    doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
-        "name": repro.name,
-        "title": repro.title,
-        "papers": list(repro.papers),
-        "quick": quick,
-        "seed": seed,
-        "seconds": seconds,
-        "hardware": _hardware(dev),
+        "name": ctx.name,
+        "title": repro.title if repro else ctx.name,
+        "papers": list(repro.papers) if repro else [],
+        "quick": ctx.quick,
+        "seed": ctx.seed,
+        "seconds": time.perf_counter() - ctx.started,
+        "hardware": _hardware(ctx.device),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "advlab_version": __version__,
         "torch_version": torch.__version__,
@@ -283,6 +304,6 @@ def run(
         "notes": outcome.notes,
         "figures": outcome.figures,
     }
-    atomic_write_json(folder / "results.json", doc)
-    atomic_write_text(folder / "table.md", render_table(doc))
+    if partial:
+        doc["partial"] = True
     return doc

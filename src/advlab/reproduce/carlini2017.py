@@ -105,6 +105,7 @@ class Carlini2017(Reproduction):
                             tolerance=round(REL_TOL * paper, 3),
                         )
                     )
+                ctx.partial(cells)
         notes = [
             "Targeted towards each of the 9 other classes; best / average / worst case = the "
             "closest successful target per image / all successful pairs / the farthest target "

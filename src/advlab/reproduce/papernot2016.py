@@ -174,13 +174,14 @@ class Papernot2016(Reproduction):
                     f"on {saturation[t]:.0f}% of test inputs",
                 )
             )
+            ctx.partial(cells)
         masking: dict[str, NetResult] = {}
+        paper_jsma = {"no distillation": PAPER_UNDISTILLED, "distilled, T = 100": PAPER_JSMA[100]}
         for row, (model, key, jsma) in nets.items():
             ctx.log(f"[eval] FGSM, CW-L2 and input gradients on {row}")
             masking[row] = evaluate(ctx, key, model, x, y, b.cw_n, jsma)
-        cells += masking_cells(
-            masking, {"no distillation": PAPER_UNDISTILLED, "distilled, T = 100": PAPER_JSMA[100]}
-        )
+            ctx.partial(cells + masking_cells(masking, paper_jsma))
+        cells += masking_cells(masking, paper_jsma)
         notes = [
             "JSMA: advlab's jsma (theta +1, gamma 14.5% of the pixels, saliency on the softmax "
             "outputs as in the paper), one uniformly random target class per test image (the "

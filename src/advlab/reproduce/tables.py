@@ -36,6 +36,13 @@ def render_table(doc: dict[str, Any]) -> str:
         "Papers: " + "; ".join(doc["papers"]),
         "",
     ]
+    if doc.get("partial"):
+        lines[2] = lines[2].replace(" s on ", " s so far on ", 1)
+        lines += [
+            f"**In progress**: {len(doc['cells'])} cell(s) finished so far (written "
+            f"{doc['created']}); the run has not ended, and its notes come at the end.",
+            "",
+        ]
     tables: dict[str, list[dict[str, Any]]] = {}
     for cell in doc["cells"]:
         tables.setdefault(cell["table"], []).append(cell)
