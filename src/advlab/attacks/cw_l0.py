@@ -8,20 +8,9 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from advlab.attacks.base import MinNormAttack, _nonneg, _positive_int
-from advlab.attacks.cw_l2 import (
-    State,
-    TanhBox,
-    adam_init,
-    adam_reset,
-    adam_step,
-    margin_grad,
-    positive,
-    reached,
-    rows,
-    select,
-)
-from advlab.attacks.cw_linf import SYNC_EVERY, check_consts
+from advlab.attacks.base import _nonneg
+from advlab.attacks.cw_l2 import State, TanhBox, adam_reset, adam_step, margin_grad, reached, rows
+from advlab.attacks.cw_linf import CWLadder
 from advlab.attacks.problem import Problem
 from advlab.attacks.registry import attacks
 
@@ -31,7 +20,7 @@ _CHANGED = 1e-4  # reference: |δ| above this fraction of the range counts as ch
 
 
 @attacks.register("cw-l0")
-class CWL0(MinNormAttack):
+class CWL0(CWLadder[Tensor]):
     """Carlini-Wagner L0 attack (Carlini & Wagner 2017), batched as in the reference code.
 
     Keeps a per-sample set of *allowed* features (initially all). Each round runs the L2
@@ -86,50 +75,24 @@ class CWL0(MinNormAttack):
         norm: str = "l0",
         seed: int | None = 0,
     ) -> None:
-        super().__init__(norm=norm, seed=seed)
-        self.steps = _positive_int("steps", steps)
-        self.lr = positive("lr", lr)
-        self.initial_const = positive("initial_const", initial_const)
-        self.largest_const = positive("largest_const", largest_const)
-        self.const_factor = positive("const_factor", const_factor)
-        check_consts(self.initial_const, self.largest_const, self.const_factor)
+        super().__init__(
+            norm=norm,
+            seed=seed,
+            steps=steps,
+            lr=lr,
+            initial_const=initial_const,
+            largest_const=largest_const,
+            const_factor=const_factor,
+        )
         self.confidence = _nonneg("confidence", confidence)
         self.reduce_const = bool(reduce_const)
         self.abort_early = bool(abort_early)
 
-    def minimize(self, p: Problem, idx: Tensor) -> Tensor:
-        x0 = p.x[idx]
-        y, t = p.labels(idx)
-        n, dev = len(idx), x0.device
-        box = TanhBox(p)
-        out, spent = x0.clone(), torch.zeros(n, dtype=torch.long, device=dev)
-        s: State = {
-            "pos": torch.arange(n, device=dev),
-            "x0": x0,
-            "y": y,
-            "c": torch.full((n,), self.initial_const, dtype=x0.dtype, device=dev),
-            "it": torch.zeros(n, dtype=torch.long, device=dev),
-            "valid": torch.ones_like(x0, dtype=torch.bool),  # features the round may change
-            "best": x0.clone(),
-            "done": torch.zeros(n, dtype=torch.bool, device=dev),
-            "spent": spent.clone(),
-        }
-        if t is not None:
-            s["t"] = t
-        adam_init(s, box.to_w(x0))
-        changed_tol = _CHANGED * (p.high - p.low)
-        while True:
-            for _ in range(SYNC_EVERY):
-                self._iterate(p, box, s, changed_tol)
-            out[s["pos"]] = s["best"]
-            spent[s["pos"]] += s["spent"]
-            s["spent"].zero_()
-            if bool(s["done"].all()):
-                break
-            s = select(s, ~s["done"])
-        p.queries[idx] += spent
-        p.gradients[idx] += spent
-        return out
+    def _start(self, p: Problem, s: State) -> Tensor:
+        """Adds ``valid`` (the features a round may change, initially all) to ``s``; returns
+        the change above which a feature counts as changed."""
+        s["valid"] = torch.ones_like(s["x0"], dtype=torch.bool)
+        return _CHANGED * (p.high - p.low)
 
     def _iterate(self, p: Problem, box: TanhBox, s: State, changed_tol: Tensor) -> None:
         """One Adam iteration for every running sample of ``s``, with the round transitions."""

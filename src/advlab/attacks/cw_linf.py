@@ -1,9 +1,11 @@
 """Carlini-Wagner L∞ attack [``cw-linf``] (Carlini & Wagner 2017, §VI-C; reference code
-``li_attack.py``): the τ procedure, batched as a per-sample state machine."""
+``li_attack.py``): the τ procedure, batched as a per-sample state machine. Also home to
+:class:`CWLadder`, the ``c`` schedule and batched driver it shares with ``cw-l0``."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from abc import abstractmethod
+from typing import ClassVar, Generic, TypeVar
 
 import torch
 from torch import Tensor
@@ -36,8 +38,84 @@ def check_consts(initial_const: float, largest_const: float, const_factor: float
         raise ValueError(f"const_factor must be > 1; got {const_factor!r}")
 
 
+Extra = TypeVar("Extra")
+
+
+class CWLadder(MinNormAttack, Generic[Extra]):
+    """What ``cw-linf`` and ``cw-l0`` share: the ``c`` schedule's hyperparameters and the
+    batched driver of their per-sample state machines.
+
+    The driver keeps a state ``s`` (per-sample rows: ``pos`` (row in the batch), ``x0``,
+    ``y``, ``t`` if targeted, ``c``, ``it`` (iterations at this ``c``), ``best``, ``done``,
+    ``spent`` and the Adam state), plus what :meth:`_start` adds, and calls :meth:`_iterate`
+    until every sample is done, writing back ``best`` and dropping finished samples every
+    ``SYNC_EVERY`` iterations. ``spent`` counts as one query and one gradient per iteration.
+    """
+
+    def __init__(
+        self,
+        *,
+        norm: str,
+        seed: int | None,
+        steps: int,
+        lr: float,
+        initial_const: float,
+        largest_const: float,
+        const_factor: float,
+    ) -> None:
+        super().__init__(norm=norm, seed=seed)
+        self.steps = _positive_int("steps", steps)
+        self.lr = positive("lr", lr)
+        self.initial_const = positive("initial_const", initial_const)
+        self.largest_const = positive("largest_const", largest_const)
+        self.const_factor = positive("const_factor", const_factor)
+        check_consts(self.initial_const, self.largest_const, self.const_factor)
+
+    def minimize(self, p: Problem, idx: Tensor) -> Tensor:
+        x0 = p.x[idx]
+        y, t = p.labels(idx)
+        n, dev = len(idx), x0.device
+        box = TanhBox(p)
+        out, spent = x0.clone(), torch.zeros(n, dtype=torch.long, device=dev)
+        s: State = {
+            "pos": torch.arange(n, device=dev),
+            "x0": x0,
+            "y": y,
+            "c": torch.full((n,), self.initial_const, dtype=x0.dtype, device=dev),
+            "it": torch.zeros(n, dtype=torch.long, device=dev),
+            "best": x0.clone(),
+            "done": torch.zeros(n, dtype=torch.bool, device=dev),
+            "spent": spent.clone(),
+        }
+        if t is not None:
+            s["t"] = t
+        extra = self._start(p, s)
+        adam_init(s, box.to_w(x0))
+        while True:
+            for _ in range(SYNC_EVERY):
+                self._iterate(p, box, s, extra)
+            out[s["pos"]] = s["best"]
+            spent[s["pos"]] += s["spent"]
+            s["spent"].zero_()
+            if bool(s["done"].all()):
+                break
+            s = select(s, ~s["done"])
+        p.queries[idx] += spent
+        p.gradients[idx] += spent
+        return out
+
+    @abstractmethod
+    def _start(self, p: Problem, s: State) -> Extra:
+        """Add the attack's own per-sample rows to ``s``; return the constant, fixed by the
+        problem, that :meth:`_iterate` takes."""
+
+    @abstractmethod
+    def _iterate(self, p: Problem, box: TanhBox, s: State, extra: Extra) -> None:
+        """One Adam iteration for every running sample of ``s``."""
+
+
 @attacks.register("cw-linf")
-class CWLinf(MinNormAttack):
+class CWLinf(CWLadder[float]):
     """Carlini-Wagner L∞ attack (Carlini & Wagner 2017), faithful to the reference code.
 
     For a threshold τ (initially the whole range ``high - low``), minimize with Adam over
@@ -88,13 +166,15 @@ class CWLinf(MinNormAttack):
         norm: str = "linf",
         seed: int | None = 0,
     ) -> None:
-        super().__init__(norm=norm, seed=seed)
-        self.steps = _positive_int("steps", steps)
-        self.lr = positive("lr", lr)
-        self.initial_const = positive("initial_const", initial_const)
-        self.largest_const = positive("largest_const", largest_const)
-        self.const_factor = positive("const_factor", const_factor)
-        check_consts(self.initial_const, self.largest_const, self.const_factor)
+        super().__init__(
+            norm=norm,
+            seed=seed,
+            steps=steps,
+            lr=lr,
+            initial_const=initial_const,
+            largest_const=largest_const,
+            const_factor=const_factor,
+        )
         self.decrease_factor = positive("decrease_factor", decrease_factor)
         if self.decrease_factor >= 1:
             raise ValueError(f"decrease_factor must be in (0, 1); got {decrease_factor!r}")
@@ -102,39 +182,11 @@ class CWLinf(MinNormAttack):
         self.confidence = _nonneg("confidence", confidence)
         self.abort_early = bool(abort_early)
 
-    def minimize(self, p: Problem, idx: Tensor) -> Tensor:
-        x0 = p.x[idx]
-        y, t = p.labels(idx)
-        n, dev = len(idx), x0.device
-        box = TanhBox(p)
+    def _start(self, p: Problem, s: State) -> float:
+        """Adds ``tau`` (τ, initially the range) to ``s``; returns the stopping τ, range/256."""
         tau0 = float((p.high - p.low).max())
-        out, spent = x0.clone(), torch.zeros(n, dtype=torch.long, device=dev)
-        s: State = {
-            "pos": torch.arange(n, device=dev),
-            "x0": x0,
-            "y": y,
-            "c": torch.full((n,), self.initial_const, dtype=x0.dtype, device=dev),
-            "tau": torch.full((n,), tau0, dtype=x0.dtype, device=dev),
-            "it": torch.zeros(n, dtype=torch.long, device=dev),
-            "best": x0.clone(),
-            "done": torch.zeros(n, dtype=torch.bool, device=dev),
-            "spent": torch.zeros(n, dtype=torch.long, device=dev),
-        }
-        if t is not None:
-            s["t"] = t
-        adam_init(s, box.to_w(x0))
-        while True:
-            for _ in range(SYNC_EVERY):
-                self._iterate(p, box, s, tau0 / 256)
-            out[s["pos"]] = s["best"]
-            spent[s["pos"]] += s["spent"]
-            s["spent"].zero_()
-            if bool(s["done"].all()):
-                break
-            s = select(s, ~s["done"])
-        p.queries[idx] += spent
-        p.gradients[idx] += spent
-        return out
+        s["tau"] = torch.full_like(s["c"], tau0)
+        return tau0 / 256
 
     def _iterate(self, p: Problem, box: TanhBox, s: State, tau_min: float) -> None:
         """One Adam iteration for every running sample of ``s``, with the run transitions."""
