@@ -13,6 +13,7 @@ import datetime
 import hashlib
 import os
 import platform
+import re
 import shutil
 import time
 from abc import ABC, abstractmethod
@@ -218,6 +219,11 @@ class Context:
             parts.append(run_batch(attack, model, x[i : i + batch], y[i : i + batch], t).to("cpu"))
             atomic_torch_save(path, {"stamp": stamp, "parts": [p.to_dict() for p in parts]})
         return join(parts, x.device)
+
+
+def slug(text: str) -> str:
+    """A cache-key fragment: ``"FGSM Linf eps 0.010"`` -> ``"fgsm-linf-eps-0-010"``."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def _digest(*tensors: Tensor) -> str:

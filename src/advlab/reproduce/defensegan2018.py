@@ -99,6 +99,7 @@ class DefenseGAN2018(Reproduction):
                     cell(T_WB, row, c, p, o)
                     for c, p, o in zip(WB_COLS, PAPER_WB[name, m], ours, strict=True)
                 ]
+                ctx.partial(cells)
         clean = projected(proj, x)
         note = "not in the paper's table: what the projection costs on clean inputs"
         cells += [
@@ -137,6 +138,7 @@ class DefenseGAN2018(Reproduction):
                 cell(T_BB, f"{m}/B", c, p, o)
                 for c, p, o in zip(BB_COLS, PAPER_BB[m], ours, strict=True)
             ]
+            ctx.partial(cells)
         m_ad = "B" if "B" in b.models else b.models[0]
         ctx.log(f"[adaptive] Defense-GAN-Rec, model {m_ad}")
         dg = DefenseGAN(

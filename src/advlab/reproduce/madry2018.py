@@ -14,8 +14,8 @@ import torch
 from advlab.attacks import FGSM, PGD, Attack
 from advlab.defenses.training import TrainConfig, build_recipe
 from advlab.models import Classifier
-from advlab.reproduce._classics import attack_all, error_pct
-from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions
+from advlab.reproduce._classics import error_pct
+from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions, slug
 
 EPS = 0.3
 T_MADRY = "Accuracy (%) of the PGD-trained MNIST net, eps 0.3 (A: white-box)"
@@ -79,21 +79,23 @@ def attacks(restarts: int, seed: int) -> dict[str, tuple[Attack, bool]]:
 
 
 def robust_acc(
+    ctx: Context,
+    key: str,
     attack: Attack,
     source: Classifier,
     target_model: Classifier,
     x: torch.Tensor,
     y: torch.Tensor,
     targeted: bool,
-    seed: int,
 ) -> float:
-    """Accuracy (%) of ``target_model`` on ``attack``'s points crafted on ``source``."""
+    """Accuracy (%) of ``target_model`` on ``attack``'s points crafted on ``source`` (finished
+    batches cached under ``key``, :meth:`Context.attacked`)."""
     t = None
     if targeted:
-        g = torch.Generator().manual_seed(seed)
+        g = torch.Generator().manual_seed(ctx.seed)
         r = torch.randint(0, 9, y.shape, generator=g).to(y.device)
         t = r + (r >= y).long()
-    out = attack_all(attack, source, x, y, target=t)
+    out = ctx.attacked(key, attack, source, x, y, target=t, batch=500)
     pred = out.pred if source is target_model else target_model.predict(out.x_adv)
     return 100 * float((pred == y).float().mean())
 
@@ -122,7 +124,7 @@ class Madry2018(Reproduction):
             "step_size": b.train_step_size,
             "alpha": b.clean_weight,
         }
-        robust = {}
+        robust, keys = {}, {}
         for tag, seed in (("A", ctx.seed), ("A'", ctx.seed + 1)):
             cfg = TrainConfig(
                 epochs=b.pgd_epochs,
@@ -131,8 +133,11 @@ class Madry2018(Reproduction):
                 schedule="none" if not ctx.quick else "cosine",
                 seed=seed,
             )
+            keys[tag] = (
+                f"md18-pgd{b.train_steps}-a{b.clean_weight:g}-{size}-e{b.pgd_epochs}-s{seed}"
+            )
             robust[tag] = ctx.model(
-                f"md18-pgd{b.train_steps}-a{b.clean_weight:g}-{size}-e{b.pgd_epochs}-s{seed}",
+                keys[tag],
                 "madry-mnist",
                 train_set,
                 cfg,
@@ -142,9 +147,8 @@ class Madry2018(Reproduction):
         natural = ctx.model(
             f"md18-natural-{size}-e{b.plain_epochs}-s{ctx.seed}", "madry-mnist", train_set, plain
         )
-        model_b = ctx.model(
-            f"md18-tramer-b-{size}-e{b.plain_epochs}-s{ctx.seed}", "tramer-b", train_set, plain
-        )
+        keys["B"] = f"md18-tramer-b-{size}-e{b.plain_epochs}-s{ctx.seed}"
+        model_b = ctx.model(keys["B"], "tramer-b", train_set, plain)
         sources = {"A": robust["A"], "A'": robust["A'"], "B": model_b}
         a = robust["A"]
         cells = [
@@ -162,7 +166,8 @@ class Madry2018(Reproduction):
                 if (name, src) not in PAPER:
                     continue
                 ctx.log(f"[eval] {name} from {src}")
-                ours = robust_acc(attack, source, a, x, y, targeted, ctx.seed)
+                key = f"md18-{slug(name)}-on-{keys[src]}-n{len(x)}"
+                ours = robust_acc(ctx, key, attack, source, a, x, y, targeted)
                 full_row = name.startswith("PGD-100") and src == "A"
                 note = "full-run target: >= 89%" if full_row else ""
                 if ctx.quick and "restarts" in name:
@@ -179,7 +184,9 @@ class Madry2018(Reproduction):
                         note=note,
                     )
                 )
-        nat_fgsm = robust_acc(FGSM(eps=EPS), natural, natural, x, y, False, ctx.seed)
+                ctx.partial(cells)
+        nat_key = f"md18-fgsm-on-md18-natural-{size}-e{b.plain_epochs}-s{ctx.seed}-n{len(x)}"
+        nat_fgsm = robust_acc(ctx, nat_key, FGSM(eps=EPS), natural, natural, x, y, False)
         cells += [
             Cell(
                 T_NATURAL,

@@ -4,7 +4,6 @@ with the defense, plus the white-box attack that knows the autoencoders (Carlini
 
 from __future__ import annotations
 
-import re
 import shutil
 from typing import Any
 
@@ -17,7 +16,7 @@ from advlab.defenses.magnet_fit import MagNetCheckpointError
 from advlab.defenses.training import TrainConfig
 from advlab.models import Classifier, load, save
 from advlab.models.checkpoint import CheckpointError
-from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions
+from advlab.reproduce.base import Cell, Context, Outcome, Reproduction, reproductions, slug
 
 TABLE = "MagNet on MNIST: accuracy without / with the defense"
 WHITE = "White-box attack that knows the autoencoders and the detectors"
@@ -58,11 +57,6 @@ def _build(spec: dict[str, Any], quick: bool, seed: int) -> Attack:
         # (48% success on the bare quick classifier); lr 0.05 reaches 100%
         kw.update(binary_search_steps=4, steps=100, initial_const=1.0, lr=0.05)
     return attacks.build(spec["attack"], seed=seed, **kw)
-
-
-def _slug(text: str) -> str:
-    """A cache-key fragment: ``"FGSM Linf eps 0.010"`` -> ``"fgsm-linf-eps-0-010"``."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
 def defended_accuracy(m: MagNet, x_adv: Tensor, y: Tensor) -> float:
@@ -234,7 +228,7 @@ class MagNet2017(Reproduction):
 
         def table_row(row: str, spec: dict[str, Any], p_none: float, p_magnet: float) -> None:
             ctx.log(f"[attack] {row}")
-            key = f"mag17-{size}-s{ctx.seed}-{_slug(row)}-n{len(x)}"
+            key = f"mag17-{size}-s{ctx.seed}-{slug(row)}-n{len(x)}"
             x_adv = ctx.attacked(key, _build(spec, q, ctx.seed), base, x, y).x_adv
             none = 100 * float((base.predict(x_adv) == y).float().mean())
             cells.extend(
