@@ -90,7 +90,7 @@ def test_partial_results_survive_a_kill_and_go_when_the_run_ends(
     assert saved["partial"] is True and saved["name"] == "test-dies"
     assert [c["ours"] for c in saved["cells"]] == [70.0]
     table = (tmp_path / "partial.md").read_text()
-    assert "**In progress**: 1 cell(s) finished so far" in table
+    assert "**In progress**: 1 cell(s) finished so far" in table and " s so far on CPU" in table
     assert "| model | error | 50.0% | 70.0% | +20.0 pt | **no** (±5) |  |" in table
     assert not (tmp_path / "table.md").exists()
     run("test-tiny", tmp_path, device="cpu", log=lambda m: None)  # a finished run: no leftovers

@@ -27,17 +27,18 @@ def render_table(doc: dict[str, Any]) -> str:
     """Markdown for a ``results.json`` document."""
     hw = doc["hardware"]
     where = hw.get("gpu") or f"CPU ({hw.get('cpu_count')} cores, {hw.get('torch_threads')} threads)"
+    so_far = " so far" if doc.get("partial") else ""
     lines = [
         f"# {doc['title']}",
         "",
         f"Reproduction `{doc['name']}`{' (quick mode)' if doc['quick'] else ''}: "
-        f"{doc['seconds']:.0f} s on {where}, seed {doc['seed']}, advlab {doc['advlab_version']}.",
+        f"{doc['seconds']:.0f} s{so_far} on {where}, seed {doc['seed']}, "
+        f"advlab {doc['advlab_version']}.",
         "",
         "Papers: " + "; ".join(doc["papers"]),
         "",
     ]
     if doc.get("partial"):
-        lines[2] = lines[2].replace(" s on ", " s so far on ", 1)
         lines += [
             f"**In progress**: {len(doc['cells'])} cell(s) finished so far (written "
             f"{doc['created']}); the run has not ended, and its notes come at the end.",
