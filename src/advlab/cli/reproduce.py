@@ -27,7 +27,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument(
         "--cache",
         type=Path,
-        help="folder of trained models reused between runs (default OUT/models)",
+        help="folder of trained models and finished attack batches, reused between runs: a "
+        "killed run started again with the same --cache resumes (default OUT/models); "
+        "OUT/partial.md shows the cells finished so far",
     )
     add_common(p)
     p.set_defaults(run=run)
