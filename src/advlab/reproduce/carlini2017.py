@@ -71,7 +71,7 @@ class Carlini2017(Reproduction):
         undistilled, _ = distilled(ctx, 1)  # the T = 1 teacher: a normally trained net
         _, student = distilled(ctx, 100)
         nets = dict(zip(NETS, (undistilled, student), strict=True))
-        slug = {
+        names = {  # cache keys of the nets' attack results
             NETS[0]: f"t1-teacher-{tag(ctx, 1, len(train))}",
             NETS[1]: f"t100-student-{tag(ctx, 100, len(train))}",
         }
@@ -80,13 +80,17 @@ class Carlini2017(Reproduction):
         x, y = test.x[ok][:n], test.y[ok][:n]
         index, target = all_targets(y, 10)
         rows: dict[tuple[str, str], list[Cell]] = {}
+
+        def table() -> list[Cell]:
+            return [c for k in sorted(rows, key=_table_order) for c in rows[k]]
+
         # cheapest and most asked-for first (L2, then Linf, then L0: hours on a CPU); the table
         # keeps the order net x norm
         for norm in sorted(attacks, key=ORDER.index):
             for net, model in nets.items():
                 ctx.log(f"[eval] CW {norm} on the {net} net: {len(index)} (image, target) pairs")
                 out = ctx.attacked(
-                    f"cw17-{slug[net]}-{norm.lower()}-n{len(x)}",
+                    f"cw17-{names[net]}-{norm.lower()}-n{len(x)}",
                     attacks[norm],
                     model,
                     x[index],
@@ -112,8 +116,8 @@ class Carlini2017(Reproduction):
                         CASES, PAPER[net, norm], (s.best, s.average, s.worst), strict=True
                     )
                 ]
-                ctx.partial([c for k in sorted(rows, key=_table_order) for c in rows[k]])
-        cells = [c for k in sorted(rows, key=_table_order) for c in rows[k]]
+                ctx.partial(table())
+        cells = table()
         notes = [
             "Targeted towards each of the 9 other classes; best / average / worst case = the "
             "closest successful target per image / all successful pairs / the farthest target "
