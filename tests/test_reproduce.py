@@ -225,3 +225,5 @@ def test_context_attacked_keeps_targets_successes_and_norms(
         ctx.attacked("t", pgd, clf, x, y, target=target[:3])
     with pytest.raises(ValueError, match="batch size must be >= 1"):
         ctx.attacked("t", pgd, clf, x, y, batch=0)
+    with pytest.raises(ValueError, match="no inputs"):
+        ctx.attacked("t", pgd, clf, x[:0], y[:0])

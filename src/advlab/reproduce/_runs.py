@@ -33,7 +33,10 @@ class Outputs:
 
 
 def check_batches(y: Tensor, target: Tensor | None, batch: int) -> None:
-    """Clear errors for a batch size below 1 or targets that do not match the labels."""
+    """Clear errors for no inputs, a batch size below 1 or targets that do not match the
+    labels."""
+    if y.shape[0] == 0:
+        raise ValueError("no inputs to attack (0 samples)")
     if batch < 1:
         raise ValueError(f"batch size must be >= 1; got {batch}")
     if target is not None and target.shape != y.shape:
