@@ -211,6 +211,9 @@ def test_train_magnet_then_eval(checkpoints: list[Path], tmp_path: Path) -> None
     assert 0.0 <= report["defense"]["clean_false_positive_rate"] <= 1.0
     adaptive = [a for a in report["suite"]["attacks"] if a.get("view") == "adaptive"]
     assert adaptive and all(a["config"].get("loss") == "margin" for a in adaptive)
+    # against a detector each input keeps its first misclassified, undetected iterate
+    assert all(a["config"]["early_stop"] is True for a in adaptive if "early_stop" in a["config"])
+    assert any("early_stop" in a["config"] for a in adaptive)
 
 
 def test_train_generative_errors(

@@ -223,8 +223,8 @@ def suite_from_config(config: Mapping[str, Any]) -> Suite:
     return Suite(str(config.get("name", "custom")), tuple(specs), bool(config.get("cascade", True)))
 
 
-def _takes_loss(name: str) -> bool:
-    return "loss" in inspect.signature(attacks.get(name)).parameters
+def _takes(name: str, arg: str) -> bool:
+    return arg in inspect.signature(attacks.get(name)).parameters
 
 
 def defended_suite(
@@ -236,15 +236,19 @@ def defended_suite(
     Both are scored on the defended model, so the report shows the two side by side and the
     worst case covers both. Against a ``detector`` the adaptive attacks that take a ``loss``
     use the CW margin loss unless the suite sets one: cross-entropy saturates where the
-    detector term lifts the true class, the margin keeps its gradient. ``extra``: the defense's
+    detector term lifts the true class, the margin keeps its gradient. They also stop each
+    input at its first misclassified and undetected iterate (``early_stop``) unless the suite
+    says otherwise: the objective jumps where a detector fires, so a last iterate is often
+    detected although an earlier one got through. ``extra``: the defense's
     own adaptive attacks (:meth:`advlab.defenses.Defended.adaptive_attacks`), appended on the
     adaptive view."""
     naive = [replace(a, view="naive") for a in suite.attacks]
     adaptive = []
     for a in suite.attacks:
         kwargs = dict(a.kwargs)
-        if detector and "loss" not in kwargs and _takes_loss(a.name):
-            kwargs["loss"] = "margin"
+        for arg, value in (("loss", "margin"), ("early_stop", True)):
+            if detector and arg not in kwargs and _takes(a.name, arg):
+                kwargs[arg] = value
         adaptive.append(replace(a, kwargs=kwargs, view="adaptive", label=f"{a.title} (adaptive)"))
     adaptive += [replace(a, view="adaptive", label=f"{a.title} (adaptive)") for a in extra]
     notes = (*suite.notes, "defended model: naive and adaptive (BPDA/EOT/detector-aware) views")
