@@ -23,6 +23,9 @@ WHITE = "White-box attack that knows the autoencoders and the detectors"
 GRAY = "Gray-box: a pool of 8 autoencoder sets; the attack knows one, the defense draws one"
 POOL = 8
 GRAY_FULL_IMAGES = 250  # full runs: CW-L2 through a member's autoencoders is hours on a CPU
+# inputs per cached attack batch: the slowest attacks (CW through the autoencoders, CW-L∞/L0)
+# keep each batch well inside a working session on a CPU, so a stop loses little
+BATCH, SLOW_BATCH = 250, 50
 
 # When a row is crafted: before the white-box and gray-box parts, after them (the Carlini
 # attacks take hours on a CPU at full size), or after them and in full runs only
@@ -143,7 +146,8 @@ def gray_box(
     ctx.log(f"[attack] gray-box: CW-L2 on member 0 of {POOL}")
     cw = _build({"attack": "cw-l2"}, q, ctx.seed)
     key = f"mag17-{size}-s{ctx.seed}-graybox-cw-l2-n{len(attacked)}"
-    x_adv = ctx.attacked(key, cw, pool.member(0).adaptive(), attacked.x, attacked.y).x_adv
+    view = pool.member(0).adaptive()
+    x_adv = ctx.attacked(key, cw, view, attacked.x, attacked.y, batch=SLOW_BATCH).x_adv
     acc = [defended_accuracy(pool.member(j), x_adv, attacked.y) for j in range(POOL)]
     clean = [
         100 * float(((m.predict(test.x) == test.y) & ~m.reject(test.x)).float().mean())
@@ -248,7 +252,8 @@ class MagNet2017(Reproduction):
         def table_row(row: str, spec: dict[str, Any], p_none: float, p_magnet: float) -> None:
             ctx.log(f"[attack] {row}")
             key = f"mag17-{size}-s{ctx.seed}-{slug(row)}-n{len(x)}"
-            x_adv = ctx.attacked(key, _build(spec, q, ctx.seed), base, x, y).x_adv
+            batch = SLOW_BATCH if spec["attack"] in ("cw-linf", "cw-l0") else BATCH
+            x_adv = ctx.attacked(key, _build(spec, q, ctx.seed), base, x, y, batch=batch).x_adv
             none = 100 * float((base.predict(x_adv) == y).float().mean())
             cells.extend(
                 [
