@@ -82,6 +82,12 @@ def defended_accuracy(m: MagNet, x_adv: Tensor, y: Tensor) -> float:
     return 100 * float(ok.float().mean())
 
 
+def clean_accuracy(m: MagNet, x: Tensor, y: Tensor) -> float:
+    """% of clean inputs the defense gets right: classified correctly and not rejected."""
+    ok = (m.predict(x) == y) & ~m.reject(x)
+    return 100 * float(ok.float().mean())
+
+
 def _magnet(
     ctx: Context,
     key: str,
@@ -149,10 +155,7 @@ def gray_box(
     view = pool.member(0).adaptive()
     x_adv = ctx.attacked(key, cw, view, attacked.x, attacked.y, batch=SLOW_BATCH).x_adv
     acc = [defended_accuracy(pool.member(j), x_adv, attacked.y) for j in range(POOL)]
-    clean = [
-        100 * float(((m.predict(test.x) == test.y) & ~m.reject(test.x)).float().mean())
-        for m in (pool.member(j) for j in range(POOL))
-    ]
+    clean = [clean_accuracy(pool.member(j), test.x, test.y) for j in range(POOL)]
     others = acc[1:]
     note = (
         f"{POOL} members, {epochs} epoch(s) of batch {batch} on {n_tr} images, no diversity term; "
@@ -226,7 +229,7 @@ class MagNet2017(Reproduction):
         )
         x, y = test.x, test.y
         clean_base = 100 * float((base.predict(x) == y).float().mean())
-        clean_def = 100 * float(((m.predict(x) == y) & ~m.reject(x)).float().mean())
+        clean_def = clean_accuracy(m, x, y)
         fpr = 100 * float(m.reject(x).float().mean())
         cells = [
             Cell(TABLE, "clean", "no defense", 99.4, clean_base, tolerance=1.0),
