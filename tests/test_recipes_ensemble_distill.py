@@ -213,23 +213,30 @@ def test_distillation_masks_gradients_but_cw_still_succeeds(tmp_path: Path) -> N
     assert scale[1] > 10 * scale[0]  # deployed at T = 1: logits are not divided by T
     x, y = test.x[ok], test.y[ok]  # inputs both models classify correctly
 
-    g_plain, g_dist = (float(_input_grad_norms(m, x, y).mean()) for m in (plain, student))
-    ratio = g_plain / g_dist if g_dist > 0 else math.inf
+    # medians and the share of exactly-zero gradients: the mean is dominated by the few inputs
+    # within a few logits of the boundary (measured: 2 of 332 with norms 68 and 20)
+    norms = [_input_grad_norms(m, x, y) for m in (plain, student)]
+    med_plain, med_dist = (float(n.median()) for n in norms)
+    zero_plain, zero_dist = (float((n == 0).float().mean()) for n in norms)
+    ratio = med_plain / med_dist if med_dist > 0 else math.inf
     fgsm = [_success(m, "fgsm", x, y, eps=0.1) for m in (plain, student)]
     jsma = [_success(m, "jsma", x[:50], y[:50]) for m in (plain, student)]
     cw = _success(student, "cw-l2", x[:8], y[:8], steps=100, binary_search_steps=5)
     logger.info(
-        "distillation T=100: grad norm %.3g -> %.3g (shrink %.3g); FGSM 0.1 success %.3f -> %.3f;"
-        " JSMA %.3f -> %.3f; CW-L2 on distilled %.3f",
-        g_plain,
-        g_dist,
+        "distillation T=100: median grad norm %.3g -> %.3g (shrink %.3g), exactly 0 %.3f -> %.3f;"
+        " FGSM 0.1 success %.3f -> %.3f; JSMA %.3f -> %.3f; CW-L2 on distilled %.3f",
+        med_plain,
+        med_dist,
         ratio,
+        zero_plain,
+        zero_dist,
         *fgsm,
         *jsma,
         cw,
     )
-    # measured: shrink ~2e7 (99% of gradients exactly 0), FGSM 0.46 -> 0.03, JSMA 0.66 -> 0.0
-    assert ratio > 1e3, (g_plain, g_dist)
+    # measured: median 1.2e-4 -> 0 (exactly 0 for 0% -> 98% of inputs), FGSM 0.43 -> 0.04,
+    # JSMA 0.62 -> 0.0
+    assert ratio > 1e3 and zero_plain < 0.1 and zero_dist > 0.5, (med_plain, med_dist, zero_dist)
     assert fgsm[0] > 0.3 and fgsm[1] < 0.1, fgsm
     assert jsma[0] > 0.4 and jsma[1] < 0.1, jsma
     assert cw >= 0.85  # logit-space attacks are not fooled (Carlini & Wagner 2017)
